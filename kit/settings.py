@@ -1,0 +1,256 @@
+"""Read `.env` into a validated, immutable Settings object.
+
+The file is parsed, never loaded into os.environ: the kit's settings must not leak into the
+environment of the tools it runs (docker, kubectl, prefect read many of the same names).
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kit.errors import UserError
+
+ENV_FILE_VARIABLE = "KIT_ENV_FILE"
+PLACEHOLDER = "CHANGE_ME"
+MIN_PASSWORD_LENGTH = 12
+SERVER_NAME = "prefect-server"
+SERVER_PORT = 4200
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_REGISTRY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_IMAGE_NAME = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_PREFECT_VERSION = re.compile(r"^3\.[0-9]+\.[0-9]+$")
+_USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_TIMEZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
+_PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the kit reads from `.env`. Secret fields are kept out of repr()."""
+
+    registry: str
+    image_name: str
+    prefect_version: str
+    namespace: str
+    prefect_host: str
+    prefect_user: str
+    prefect_password: str = field(repr=False)
+    registry_user: str = ""
+    registry_password: str = field(default="", repr=False)
+    kube_context: str = ""
+    tls_secret: str = ""
+    ingress_class: str = "nginx"
+    ingress_namespace: str = "ingress-nginx"
+    database_url: str = field(default="", repr=False)
+    ui_v2: bool = True
+    http_proxy: str = ""
+    https_proxy: str = ""
+    no_proxy: str = ""
+    image_platform: str = "linux/amd64"
+    image_drivers: tuple[str, ...] = ()
+    image_extras: tuple[str, ...] = ()
+    timezone: str = "Etc/UTC"
+    pip_index_url: str = field(default="", repr=False)
+
+    @property
+    def image_repository(self) -> str:
+        return f"{self.registry}/{self.image_name}"
+
+    @property
+    def public_url(self) -> str:
+        scheme = "https" if self.tls_secret else "http"
+        return f"{scheme}://{self.prefect_host}"
+
+    @property
+    def public_api_url(self) -> str:
+        return f"{self.public_url}/api"
+
+    @property
+    def in_cluster_api_url(self) -> str:
+        return f"http://{SERVER_NAME}.{self.namespace}.svc.cluster.local:{SERVER_PORT}/api"
+
+    @property
+    def auth_string(self) -> str:
+        """The one credential for the nginx prompt and Prefect's own basic auth."""
+        return f"{self.prefect_user}:{self.prefect_password}"
+
+    @property
+    def uses_external_database(self) -> bool:
+        return bool(self.database_url)
+
+    @property
+    def has_registry_credentials(self) -> bool:
+        return bool(self.registry_user)
+
+    @property
+    def has_proxy(self) -> bool:
+        return bool(self.http_proxy or self.https_proxy)
+
+
+# The drivers and data-stack groups the image can be built with (image/Dockerfile's build args).
+IMAGE_DRIVERS = ("kerberos", "freetds", "odbc", "mssql18", "mssql17", "mariadb", "oracle", "oracle-thick")
+IMAGE_EXTRAS = ("dataframes", "spark")
+
+_KEYS = {f.name.upper(): f for f in fields(Settings)}
+_REQUIRED = {name for name, f in _KEYS.items() if f.default is MISSING}
+
+
+def env_file_path() -> Path:
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or ".env")
+
+
+def load(path: Path | None = None) -> Settings:
+    """Read and validate the settings file; raise UserError listing every problem found."""
+    path = path or env_file_path()
+    return parse(read_env_file(path), source=str(path))
+
+
+def read_env_file(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; run `inv init` to create it, or point {ENV_FILE_VARIABLE} at yours") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8; save the file as UTF-8") from None
+
+
+def parse(text: str, source: str = ".env") -> Settings:
+    """Validate the text of a settings file; every problem becomes one line of the UserError."""
+    from dotenv.parser import parse_stream
+
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            problems.append(f"{source}:{line}: not a KEY=value line; quote values that contain spaces or '#'")
+            continue
+        if binding.key is None:
+            continue
+        key = binding.key
+        if key not in _KEYS:
+            hint = difflib.get_close_matches(key, _KEYS, n=1)
+            fix = f"did you mean {hint[0]}?" if hint else "remove it (see .env.example for the keys)"
+            problems.append(f"{key}: not a setting of this kit ({source}:{line}); {fix}")
+            continue
+        if key in values:
+            problems.append(f"{key}: set twice ({source}:{line}); keep one line")
+            continue
+        values[key] = (binding.value or "").strip()
+
+    for key in sorted(_REQUIRED - values.keys()):
+        problems.append(f"{key}: missing; add it to {source} (see .env.example)")
+
+    for key, value in values.items():
+        if PLACEHOLDER in value:
+            problems.append(f"{key}: still the placeholder from .env.example; set a real value (`inv init` generates passwords)")
+
+    problems += _check(values)
+    if problems:
+        raise UserError(*problems)
+    return _build(values)
+
+
+def _check(values: dict[str, str]) -> list[str]:
+    problems = []
+
+    def rule(key: str, ok, fix: str) -> None:
+        value = values.get(key, "")
+        if value and PLACEHOLDER not in value and not ok(value):
+            problems.append(f"{key}: {fix}")
+
+    rule("NAMESPACE", _DNS_LABEL.match, "must be a DNS label (lowercase letters, digits and '-', at most 63), e.g. prefect")
+    rule("PREFECT_HOST", _DNS_SUBDOMAIN.match,
+         "must be a host name without scheme, port or path, e.g. prefect.company.local")
+    rule("REGISTRY", _REGISTRY.match, "must be a registry host[:port][/path] in lowercase, e.g. internal-cr:9999")
+    rule("IMAGE_NAME", _IMAGE_NAME.match, "must be a lowercase image name, e.g. prefect-core")
+    rule("PREFECT_VERSION", _PREFECT_VERSION.match, "must be an exact Prefect 3 release, e.g. 3.9.1")
+    rule("PREFECT_USER", _USER.match, "must be 1-64 letters, digits, '.', '_' or '-' (no ':')")
+    rule("PREFECT_PASSWORD", lambda v: len(v) >= MIN_PASSWORD_LENGTH,
+         f"is shorter than {MIN_PASSWORD_LENGTH} characters; use a longer one (`inv init` generates one)")
+    rule("REGISTRY_PASSWORD", lambda v: values.get("REGISTRY_USER"), "is set without REGISTRY_USER; set both or neither")
+    rule("REGISTRY_USER", lambda v: values.get("REGISTRY_PASSWORD"), "is set without REGISTRY_PASSWORD; set both or neither")
+    rule("TLS_SECRET", _DNS_SUBDOMAIN.match, "must be the name of a kubernetes.io/tls Secret in the namespace, e.g. prefect-tls")
+    rule("INGRESS_CLASS", _DNS_SUBDOMAIN.match, "must be an IngressClass name, e.g. nginx")
+    rule("INGRESS_NAMESPACE", _DNS_LABEL.match, "must be the namespace of the ingress controller, e.g. ingress-nginx")
+    rule("UI_V2", lambda v: v.lower() in _TRUE + _FALSE, "must be true or false")
+    rule("HTTP_PROXY", _is_proxy_url, "must be a proxy URL such as http://proxy.company.local:3128")
+    rule("HTTPS_PROXY", _is_proxy_url, "must be a proxy URL such as http://proxy.company.local:3128")
+    rule("NO_PROXY", lambda v: "" not in _split(v) and " " not in v, "must be a comma-separated list without spaces")
+    rule("IMAGE_PLATFORM", _PLATFORM.match, "must be linux/amd64 or linux/arm64")
+    rule("TIMEZONE", _TIMEZONE.match, "must be a tz database name, e.g. Europe/Warsaw")
+    rule("PIP_INDEX_URL", lambda v: urlsplit(v).scheme in ("http", "https") and urlsplit(v).hostname,
+         "must be the URL of a package index, e.g. https://pypi.company.local/simple")
+    for key, allowed in (("IMAGE_DRIVERS", IMAGE_DRIVERS), ("IMAGE_EXTRAS", IMAGE_EXTRAS)):
+        unknown = [item for item in _split(values.get(key, "")) if item not in allowed]
+        if unknown:
+            problems.append(f"{key}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    database_problem = check_database_url(values.get("DATABASE_URL", ""))
+    if database_problem:
+        problems.append(f"DATABASE_URL: {database_problem}")
+    return problems
+
+
+def check_database_url(url: str) -> str | None:
+    """Why the URL cannot be Prefect's database, or None. Never echoes the password."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a port that is not a number
+    except ValueError:
+        return "is not a URL; use postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE (percent-encode special characters)"
+    if parts.scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        fixed = redact_url(url).replace(f"{parts.scheme}://", "postgresql+asyncpg://", 1)
+        return f"uses the synchronous driver '{parts.scheme}://'; Prefect needs the async one: {fixed}"
+    if parts.scheme != "postgresql+asyncpg":
+        return ("must be a PostgreSQL URL (postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE), "
+                "or empty for the embedded SQLite database")
+    if not parts.hostname or not parts.path.strip("/") or not parts.username:
+        return "needs a user, a host and a database: postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE"
+    return None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _is_proxy_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",")] if value else []
+
+
+def _build(values: dict[str, str]) -> Settings:
+    kwargs: dict[str, object] = {}
+    for key, value in values.items():
+        name = _KEYS[key].name
+        if name == "ui_v2":
+            kwargs[name] = value.lower() in _TRUE if value else True
+        elif name in ("image_drivers", "image_extras"):
+            kwargs[name] = tuple(_split(value))
+        elif value or name in _REQUIRED:
+            kwargs[name] = value
+    return Settings(**kwargs)
