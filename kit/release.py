@@ -11,9 +11,10 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kit import ROOT
 from kit.errors import UserError
 
-RECORD_PATH = Path(".kit/build.json")
+RECORD_PATH = ROOT / ".kit" / "build.json"
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Build:
         return f"{self.repository}:{self.tag}{pinned}"
 
 
-def commit_tag(repo: Path = Path(".")) -> str:
+def commit_tag(repo: Path = ROOT) -> str:
     """The git short sha of HEAD, with -dirty when tracked files have uncommitted changes."""
 
     def git(*args: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kit import ROOT
 from kit.errors import UserError
 
 ENV_FILE_VARIABLE = "KIT_ENV_FILE"
@@ -105,7 +106,7 @@ _REQUIRED = {name for name, f in _KEYS.items() if f.default is MISSING}
 
 
 def env_file_path() -> Path:
-    return Path(os.environ.get(ENV_FILE_VARIABLE) or ".env")
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or ROOT / ".env")
 
 
 def load(path: Path | None = None) -> Settings:
@@ -254,3 +255,41 @@ def _build(values: dict[str, str]) -> Settings:
         elif value or name in _REQUIRED:
             kwargs[name] = value
     return Settings(**kwargs)
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """The text of .env.example with the given KEY=value lines replaced, comments kept."""
+    unknown = values.keys() - _KEYS.keys()
+    if unknown:
+        raise ValueError(f"not settings: {sorted(unknown)}")
+    lines = []
+    for line in template.splitlines(keepends=True):
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and key in values:
+            line = f"{key}={_quote(values[key])}\n"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _quote(value: str) -> str:
+    if not value or all(c.isalnum() or c in "-_.:/@%+,=" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def generate_password() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+def write_env_file(path: Path, text: str, force: bool = False) -> None:
+    """Write a new settings file readable by its owner only; never replace one unless forced."""
+    if path.exists() and not force:
+        raise UserError(f"{path}: already exists; edit it, or pass --force to replace it (its passwords are lost)")
+    parse(text, source=str(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    descriptor = os.open(path, flags, 0o600)
+    os.chmod(path, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(text)

@@ -1,0 +1,186 @@
+"""Render the checked-in manifests for one deployment: parse them, change a few fields, add the Secrets.
+
+The files under manifests/ stay valid for `kubectl apply -f`; rendering edits parsed objects (never
+text) and touches only what differs between deployments: namespace, image, host and TLS, database
+mode, proxies, the UI choice, and a checksum of the configuration each pod consumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from pathlib import Path
+
+import yaml
+
+from kit import secrets
+from kit.errors import UserError
+from kit.settings import SERVER_NAME, Settings
+
+MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
+# Dependencies first: a pod must find its Secrets, an Ingress its Service.
+APPLY_ORDER = ("Namespace", "Secret", "NetworkPolicy", "Service", "StatefulSet", "Deployment", "Ingress")
+WORKLOADS = ("StatefulSet", "Deployment")
+CHECKSUM_ANNOTATION = "prefect-kit/config-checksum"
+DATA_VOLUME = "data"
+
+
+def load(directory: Path = MANIFEST_DIR) -> list[dict]:
+    """Every object of every *.yaml file in the directory, as checked in."""
+    objects = []
+    for path in sorted(directory.glob("*.yaml")):
+        objects += [obj for obj in yaml.safe_load_all(path.read_text()) if obj]
+    return objects
+
+
+def render(settings: Settings, image: str, directory: Path = MANIFEST_DIR) -> list[dict]:
+    """Everything a rollout applies for these settings, in apply order."""
+    rendered_secrets = secrets.render_secrets(settings)
+    objects = copy.deepcopy(load(directory)) + rendered_secrets
+    for obj in objects:
+        _render_object(obj, settings, image)
+    for obj in objects:
+        if obj["kind"] in WORKLOADS:
+            template = obj["spec"]["template"]
+            template["metadata"].setdefault("annotations", {})[CHECKSUM_ANNOTATION] = config_checksum(
+                template["spec"], rendered_secrets)
+    return sorted(objects, key=lambda obj: APPLY_ORDER.index(obj["kind"]))
+
+
+def _render_object(obj: dict, settings: Settings, image: str) -> None:
+    kind, metadata = obj["kind"], obj["metadata"]
+    if kind == "Namespace":
+        metadata["name"] = settings.namespace
+        return
+    metadata["namespace"] = settings.namespace
+    if kind in WORKLOADS:
+        _render_pod(obj["spec"]["template"]["spec"], settings, image)
+        if kind == "StatefulSet" and settings.uses_external_database:
+            _drop_data_volume(obj["spec"])
+    elif kind == "Ingress":
+        _render_ingress(obj["spec"], settings)
+    elif kind == "NetworkPolicy":
+        for rule in obj["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "namespaceSelector" in peer:
+                    peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] = settings.ingress_namespace
+
+
+def _render_pod(pod: dict, settings: Settings, image: str) -> None:
+    if settings.has_registry_credentials:
+        pod["imagePullSecrets"] = [{"name": secrets.PULL}]
+    for container in pod["containers"]:
+        container["image"] = image
+        env = container.setdefault("env", [])
+        if _has_env(env, "PREFECT_SERVER_UI_API_URL"):
+            _set_env(env, "PREFECT_SERVER_UI_API_URL", settings.public_api_url)
+            _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", "true" if settings.ui_v2 else "false")
+        if settings.has_proxy:
+            for name, value in proxy_environment(settings).items():
+                _set_env(env, name, value)
+
+
+def proxy_environment(settings: Settings) -> dict[str, str]:
+    """The company proxy for pods, with the cluster-internal names exempt so Prefect talks to itself directly."""
+    internal = ["localhost", "127.0.0.1", ".svc", ".cluster.local", SERVER_NAME, f"{SERVER_NAME}.{settings.namespace}"]
+    own = [item for item in settings.no_proxy.split(",") if item]
+    no_proxy = ",".join(dict.fromkeys(own + internal))
+    values = {"HTTP_PROXY": settings.http_proxy, "HTTPS_PROXY": settings.https_proxy, "NO_PROXY": no_proxy}
+    # curl and some Python tools read only the lowercase names.
+    return {name: value for upper, value in values.items() if value for name in (upper, upper.lower())}
+
+
+def _render_ingress(spec: dict, settings: Settings) -> None:
+    spec["ingressClassName"] = settings.ingress_class
+    for rule in spec["rules"]:
+        rule["host"] = settings.prefect_host
+    if settings.tls_secret:
+        spec["tls"] = [{"hosts": [settings.prefect_host], "secretName": settings.tls_secret}]
+
+
+def _drop_data_volume(spec: dict) -> None:
+    """PostgreSQL mode: the server keeps nothing on disk, so it gets no volume."""
+    spec.pop("volumeClaimTemplates", None)
+    for container in spec["template"]["spec"]["containers"]:
+        container["volumeMounts"] = [m for m in container.get("volumeMounts", []) if m["name"] != DATA_VOLUME]
+
+
+def _has_env(env: list[dict], name: str) -> bool:
+    return any(item["name"] == name for item in env)
+
+
+def _set_env(env: list[dict], name: str, value: str) -> None:
+    for item in env:
+        if item["name"] == name:
+            item.clear()
+            item.update(name=name, value=value)
+            return
+    env.append({"name": name, "value": value})
+
+
+def config_checksum(pod: dict, rendered_secrets: list[dict]) -> str:
+    """A hash of the Secret values this pod consumes, so it restarts exactly when they change."""
+    data = {secret["metadata"]["name"]: secret.get("data", {}) for secret in rendered_secrets}
+    used: set[tuple[str, str]] = set()
+    for container in pod["containers"]:
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                used.add((ref["name"], ref["key"]))
+    for pull in pod.get("imagePullSecrets", []):
+        used |= {(pull["name"], key) for key in data.get(pull["name"], {})}
+    digest = hashlib.sha256()
+    for name, key in sorted(used):
+        digest.update(f"{name}/{key}={data.get(name, {}).get(key, '')}\n".encode())
+    return digest.hexdigest()
+
+
+def check_database_mode(live: dict, rendered: dict) -> None:
+    """Refuse to switch a live server between SQLite-on-a-volume and PostgreSQL.
+
+    volumeClaimTemplates of a live StatefulSet cannot change, and the data would not follow anyway.
+    """
+    had_volume = bool(live.get("spec", {}).get("volumeClaimTemplates"))
+    wants_volume = bool(rendered.get("spec", {}).get("volumeClaimTemplates"))
+    if had_volume == wants_volume:
+        return
+    name = rendered["metadata"]["name"]
+    if had_volume:
+        raise UserError(
+            f"StatefulSet {name}: the live server keeps its database in SQLite on a volume, and DATABASE_URL now "
+            "points at PostgreSQL; a StatefulSet's volumes cannot change: move the data yourself, then "
+            "`inv destroy --yes` and `inv rollout` (or empty DATABASE_URL to keep SQLite)")
+    raise UserError(
+        f"StatefulSet {name}: the live server uses PostgreSQL, and DATABASE_URL is now empty (SQLite on a volume); "
+        "a StatefulSet's volumes cannot change: set DATABASE_URL back, or `inv destroy --yes` and `inv rollout`")
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    for obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise KeyError(f"{kind}/{name}")
+
+
+def to_yaml(objects: list[dict], redact: bool = True) -> str:
+    shown = [secrets.redact(obj) for obj in objects] if redact else objects
+    return yaml.safe_dump_all(shown, sort_keys=False, default_flow_style=False)
+
+
+def write(objects: list[dict], directory: Path) -> list[Path]:
+    """One file per object, numbered in apply order, readable by the owner only (they hold Secrets).
+
+    `kubectl apply -f DIR` reads them in the same order.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in directory.glob("[0-9][0-9]-*.yaml"):
+        stale.unlink()
+    paths = []
+    for number, obj in enumerate(objects):
+        path = directory / f"{number:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            yaml.safe_dump(obj, stream, sort_keys=False)
+        paths.append(path)
+    return paths

@@ -1,0 +1,103 @@
+"""The Secrets rendered from .env: they never exist as files in the repo.
+
+- prefect-config: what Prefect reads (auth string, database URL, in-cluster API URL);
+- prefect-login-auth: the htpasswd line ingress-nginx checks on the UI (key `auth`);
+- regcred: the image pull Secret, when the registry needs a login.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+
+from kit.settings import Settings
+
+CONFIG = "prefect-config"
+LOGIN = "prefect-login-auth"
+PULL = "regcred"
+SQLITE_URL = "sqlite+aiosqlite:////data/prefect.db"
+REDACTED = "<redacted>"
+# nginx checks the hash on every request of the UI (dozens per page load): a moderate cost.
+BCRYPT_ROUNDS = 10
+_BCRYPT_ALPHABET = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+)
+
+
+def render_secrets(settings: Settings) -> list[dict]:
+    secrets = [
+        _secret(CONFIG, {
+            "auth-string": settings.auth_string,
+            "database-url": settings.database_url or SQLITE_URL,
+            "api-url": settings.in_cluster_api_url,
+        }),
+        _secret(LOGIN, {"auth": htpasswd_line(settings.prefect_user, settings.prefect_password, salt_seed(settings))}),
+    ]
+    if settings.has_registry_credentials:
+        pull = _secret(PULL, {".dockerconfigjson": docker_config(settings)})
+        pull["type"] = "kubernetes.io/dockerconfigjson"
+        secrets.append(pull)
+    return secrets
+
+
+def salt_seed(settings: Settings) -> str:
+    """What the htpasswd salt is derived from: the deployment, never the password.
+
+    A random salt would change the Secret on every render, so a no-change rollout would still
+    rewrite it. Deriving the salt from the password instead would let anyone holding the hash test
+    guesses without paying for bcrypt. So: same deployment and password, same line; a new password
+    (or user, host, namespace), a new line.
+    """
+    return f"{settings.namespace}/{settings.prefect_host}/{settings.prefect_user}"
+
+
+@functools.lru_cache(maxsize=32)
+def htpasswd_line(user: str, password: str, seed: str) -> str:
+    import bcrypt
+
+    digest = hashlib.sha256(f"prefect-kit htpasswd salt:{seed}".encode()).digest()[:16]
+    encoded = base64.b64encode(digest).translate(_BCRYPT_ALPHABET).rstrip(b"=")
+    salt = b"$2b$%02d$" % BCRYPT_ROUNDS + encoded
+    return f"{user}:{bcrypt.hashpw(password.encode(), salt).decode()}"
+
+
+def docker_config(settings: Settings) -> str:
+    host = settings.registry.split("/", 1)[0]
+    credentials = f"{settings.registry_user}:{settings.registry_password}"
+    return json.dumps({"auths": {host: {
+        "username": settings.registry_user,
+        "password": settings.registry_password,
+        "auth": base64.b64encode(credentials.encode()).decode(),
+    }}}, sort_keys=True)
+
+
+def redact(obj: dict) -> dict:
+    """A copy of a Secret with every value replaced, for printing."""
+    if obj.get("kind") != "Secret":
+        return obj
+    return {**obj, "data": {key: REDACTED for key in obj.get("data", {})}}
+
+
+def decoded(secret: dict, key: str) -> str:
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def _secret(name: str, values: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "prefect",
+                "app.kubernetes.io/part-of": "prefect",
+                "app.kubernetes.io/managed-by": "prefect-kit",
+                "app.kubernetes.io/component": "config",
+            },
+        },
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
+    }
