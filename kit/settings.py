@@ -153,8 +153,8 @@ def parse(text: str, source: str = ".env") -> Settings:
             continue
         values[key] = (binding.value or "").strip()
 
-    for key in sorted(_REQUIRED - values.keys()):
-        problems.append(f"{key}: missing; add it to {source} (see .env.example)")
+    for key in sorted(key for key in _REQUIRED if not values.get(key)):
+        problems.append(f"{key}: missing or empty; set it in {source} (see .env.example)")
 
     for key, value in values.items():
         if PLACEHOLDER in value:

@@ -1,0 +1,297 @@
+"""Rendered-manifest tests: each asserts one property of the objects `inv render` produces."""
+
+import base64
+import json
+import stat
+
+import bcrypt
+import pytest
+import yaml
+
+from kit import manifests, secrets
+from kit.errors import UserError
+from kit.manifests import find
+from tests.rendering import IMAGE, render
+
+POSTGRES = "postgresql+asyncpg://prefect:db-pass-123@postgres.company.local:5432/prefect"
+
+
+def pods(objects):
+    return [obj["spec"]["template"]["spec"] for obj in objects if obj["kind"] in manifests.WORKLOADS]
+
+
+def containers(objects):
+    return [container for pod in pods(objects) for container in pod["containers"]]
+
+
+def env_of(container):
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def server(objects):
+    return find(objects, "StatefulSet", "prefect-server")
+
+
+def secret_value(objects, name, key):
+    return secrets.decoded(find(objects, "Secret", name), key)
+
+
+def test_objects_come_in_dependency_order():
+    kinds = [obj["kind"] for obj in render()]
+    assert kinds == sorted(kinds, key=manifests.APPLY_ORDER.index)
+    assert kinds[0] == "Namespace" and kinds[-1] == "Ingress"
+
+
+def test_everything_lands_in_the_configured_namespace():
+    objects = render(NAMESPACE="data-team")
+    assert find(objects, "Namespace", "data-team")
+    assert {obj["metadata"].get("namespace") for obj in objects if obj["kind"] != "Namespace"} == {"data-team"}
+
+
+def test_every_object_carries_the_kit_labels():
+    for obj in render(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-pass"):
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "prefect-kit", obj["metadata"]["name"]
+        assert labels["app.kubernetes.io/part-of"] == "prefect"
+
+
+def test_every_container_runs_the_given_image():
+    assert {container["image"] for container in containers(render())} == {IMAGE}
+
+
+def test_headless_service_is_really_headless_and_nothing_is_a_node_port():
+    objects = render()
+    assert find(objects, "Service", "prefect-server-headless")["spec"]["clusterIP"] == "None"
+    assert find(objects, "Service", "prefect-server")["spec"]["type"] == "ClusterIP"
+    assert server(objects)["spec"]["serviceName"] == "prefect-server-headless"
+    assert not [obj for obj in objects if obj["kind"] == "Service" and obj["spec"].get("type") == "NodePort"]
+
+
+def test_server_probes_follow_the_official_chart():
+    container = server(render())["spec"]["template"]["spec"]["containers"][0]
+    assert container["startupProbe"]["httpGet"]["path"] == "/api/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+
+
+def test_workers_are_checked_on_their_health_port():
+    for worker in (obj for obj in render() if obj["kind"] == "Deployment"):
+        container = worker["spec"]["template"]["spec"]["containers"][0]
+        assert "--with-healthcheck" in container["command"]
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/health", "port": "health"}
+        assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+
+
+def test_every_container_has_requests_and_limits():
+    for container in containers(render()):
+        assert set(container["resources"]) == {"requests", "limits"}
+        for part in container["resources"].values():
+            assert set(part) == {"cpu", "memory"}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("runAsNonRoot", True), ("runAsUser", 10001), ("runAsGroup", 10001), ("fsGroup", 10001),
+    ("seccompProfile", {"type": "RuntimeDefault"}),
+])
+def test_pods_run_as_a_high_non_root_uid(field, value):
+    for pod in pods(render()):
+        assert pod["securityContext"][field] == value
+
+
+@pytest.mark.parametrize("field, value", [
+    ("allowPrivilegeEscalation", False), ("readOnlyRootFilesystem", True), ("capabilities", {"drop": ["ALL"]}),
+])
+def test_containers_are_locked_down(field, value):
+    for container in containers(render()):
+        assert container["securityContext"][field] == value
+
+
+def test_no_pod_gets_a_service_account_token_or_service_links():
+    for pod in pods(render()):
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False
+
+
+def test_writable_places_are_empty_dirs_under_the_read_only_root():
+    for pod in pods(render()):
+        mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
+        assert {"/tmp", "/home/prefect"} <= mounts
+        assert {v["name"] for v in pod["volumes"]} >= {"tmp", "home"}
+    server_env = env_of(server(render())["spec"]["template"]["spec"]["containers"][0])
+    assert server_env["PREFECT_SERVER_UI_STATIC_DIRECTORY"]["value"] == "/var/lib/prefect-ui"
+    assert server_env["PREFECT_SERVER_ANALYTICS_ENABLED"]["value"] == "false"
+
+
+def test_no_object_carries_prefect_api_key():
+    assert "PREFECT_API_KEY" not in manifests.to_yaml(render(), redact=False)
+
+
+def test_server_checks_the_auth_string_and_clients_send_it():
+    objects = render()
+    server_env = env_of(server(objects)["spec"]["template"]["spec"]["containers"][0])
+    assert server_env["PREFECT_SERVER_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"] == {
+        "name": "prefect-config", "key": "auth-string"}
+    for worker in (obj for obj in objects if obj["kind"] == "Deployment"):
+        worker_env = env_of(worker["spec"]["template"]["spec"]["containers"][0])
+        assert worker_env["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]["key"] == "auth-string"
+        assert worker_env["PREFECT_API_URL"]["valueFrom"]["secretKeyRef"]["key"] == "api-url"
+    assert secret_value(objects, "prefect-config", "auth-string") == "admin:correct-horse-battery"
+    assert secret_value(objects, "prefect-config", "api-url") == \
+        "http://prefect-server.prefect.svc.cluster.local:4200/api"
+
+
+@pytest.mark.parametrize("tls, url", [("", "http://prefect.company.local/api"),
+                                      ("prefect-tls", "https://prefect.company.local/api")])
+def test_ui_reaches_the_api_through_the_public_url(tls, url):
+    container = server(render(TLS_SECRET=tls))["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["PREFECT_SERVER_UI_API_URL"]["value"] == url
+
+
+def test_classic_ui_is_a_setting():
+    container = server(render(UI_V2="false"))["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["PREFECT_SERVER_UI_V2_ENABLED"]["value"] == "false"
+
+
+def test_sqlite_mode_keeps_the_database_on_a_volume():
+    objects = render()
+    statefulset = server(objects)
+    assert statefulset["spec"]["replicas"] == 1
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "data", "mountPath": "/data"} in mounts
+    assert secret_value(objects, "prefect-config", "database-url") == "sqlite+aiosqlite:////data/prefect.db"
+
+
+def test_postgres_mode_needs_no_volume():
+    objects = render(DATABASE_URL=POSTGRES)
+    statefulset = server(objects)
+    assert "volumeClaimTemplates" not in statefulset["spec"]
+    assert "/data" not in {m["mountPath"] for m in statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert secret_value(objects, "prefect-config", "database-url") == POSTGRES
+
+
+def test_switching_database_mode_of_a_live_server_is_refused():
+    sqlite, postgres = server(render()), server(render(DATABASE_URL=POSTGRES))
+    manifests.check_database_mode(sqlite, sqlite)
+    manifests.check_database_mode(postgres, postgres)
+    with pytest.raises(UserError, match="keeps its database in SQLite on a volume"):
+        manifests.check_database_mode(sqlite, postgres)
+    with pytest.raises(UserError, match="uses PostgreSQL"):
+        manifests.check_database_mode(postgres, sqlite)
+
+
+def test_api_ingress_leaves_auth_to_prefect_and_ui_ingress_asks_nginx():
+    objects = render()
+    api, ui = find(objects, "Ingress", "prefect-api"), find(objects, "Ingress", "prefect-ui")
+    assert not [key for key in api["metadata"]["annotations"] if "auth" in key]
+    assert ui["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    assert ui["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-secret"] == "prefect-login-auth"
+    assert [p["path"] for p in api["spec"]["rules"][0]["http"]["paths"]] == ["/api"]
+    assert [p["path"] for p in ui["spec"]["rules"][0]["http"]["paths"]] == ["/"]
+
+
+def test_ingresses_use_the_class_field_the_host_and_long_websocket_timeouts():
+    for ingress in (obj for obj in render(PREFECT_HOST="flows.example.org", INGRESS_CLASS="internal")
+                    if obj["kind"] == "Ingress"):
+        assert ingress["spec"]["ingressClassName"] == "internal"
+        assert "kubernetes.io/ingress.class" not in ingress["metadata"]["annotations"]
+        assert ingress["spec"]["rules"][0]["host"] == "flows.example.org"
+        assert int(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+        assert "tls" not in ingress["spec"]
+
+
+def test_tls_secret_adds_tls_to_both_ingresses():
+    for ingress in (obj for obj in render(TLS_SECRET="prefect-tls") if obj["kind"] == "Ingress"):
+        assert ingress["spec"]["tls"] == [{"hosts": ["prefect.company.local"], "secretName": "prefect-tls"}]
+
+
+def test_only_the_ingress_controller_and_workers_reach_the_server():
+    policy = find(render(INGRESS_NAMESPACE="nginx-system"), "NetworkPolicy", "prefect-server")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "nginx-system"}}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prefect", "app.kubernetes.io/component": "worker"}}},
+    ]
+
+
+def test_pull_secret_exists_only_with_registry_credentials():
+    assert not [obj for obj in render() if obj["metadata"]["name"] == "regcred"]
+    assert all("imagePullSecrets" not in pod for pod in pods(render()))
+    objects = render(REGISTRY="internal-cr:9999/team", REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-pass")
+    pull = find(objects, "Secret", "regcred")
+    assert pull["type"] == "kubernetes.io/dockerconfigjson"
+    auths = json.loads(secrets.decoded(pull, ".dockerconfigjson"))["auths"]
+    assert auths["internal-cr:9999"]["auth"] == base64.b64encode(b"robot:registry-pass").decode()
+    assert all(pod["imagePullSecrets"] == [{"name": "regcred"}] for pod in pods(objects))
+
+
+def test_proxy_reaches_every_container_with_the_cluster_exempt():
+    objects = render(HTTPS_PROXY="http://proxy.company.local:3128", NO_PROXY=".company.local")
+    for container in containers(objects):
+        env = env_of(container)
+        assert env["HTTPS_PROXY"]["value"] == env["https_proxy"]["value"] == "http://proxy.company.local:3128"
+        exempt = env["NO_PROXY"]["value"].split(",")
+        assert {".company.local", ".svc", ".cluster.local", "prefect-server", "localhost"} <= set(exempt)
+        assert "HTTP_PROXY" not in env
+    assert not [c for c in containers(render()) if "NO_PROXY" in env_of(c)]
+
+
+def test_htpasswd_line_verifies_and_does_not_change_between_renders():
+    line = secret_value(render(), "prefect-login-auth", "auth")
+    user, hashed = line.split(":", 1)
+    assert user == "admin" and hashed.startswith("$2b$")
+    assert bcrypt.checkpw(b"correct-horse-battery", hashed.encode())
+    assert not bcrypt.checkpw(b"wrong-horse-battery", hashed.encode())
+    assert secret_value(render(), "prefect-login-auth", "auth") == line
+
+
+def test_htpasswd_salt_does_not_depend_on_the_password():
+    first = secret_value(render(), "prefect-login-auth", "auth").split("$")[3][:22]
+    second = secret_value(render(PREFECT_PASSWORD="another-password-42"), "prefect-login-auth", "auth")
+    assert second.split("$")[3][:22] == first
+    assert secret_value(render(NAMESPACE="other"), "prefect-login-auth", "auth").split("$")[3][:22] != first
+
+
+def test_same_settings_render_identically():
+    assert manifests.to_yaml(render(), redact=False) == manifests.to_yaml(render(), redact=False)
+
+
+def checksums(objects):
+    return {obj["metadata"]["name"]: obj["spec"]["template"]["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION]
+            for obj in objects if obj["kind"] in manifests.WORKLOADS}
+
+
+def test_database_change_restarts_only_the_server():
+    before, after = checksums(render()), checksums(render(DATABASE_URL=POSTGRES))
+    assert before["prefect-server"] != after["prefect-server"]
+    assert before["prefect-worker-prod-main"] == after["prefect-worker-prod-main"]
+
+
+def test_password_change_restarts_every_pod():
+    before, after = checksums(render()), checksums(render(PREFECT_PASSWORD="another-password-42"))
+    assert all(before[name] != after[name] for name in before)
+
+
+def test_secret_values_are_valid_base64():
+    for secret in (obj for obj in render(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-pass")
+                   if obj["kind"] == "Secret"):
+        for value in secret["data"].values():
+            base64.b64decode(value, validate=True)
+
+
+def test_printed_yaml_redacts_every_secret_value():
+    shown = manifests.to_yaml(render(DATABASE_URL=POSTGRES))
+    assert "correct-horse-battery" not in shown
+    for secret in (obj for obj in yaml.safe_load_all(shown) if obj["kind"] == "Secret"):
+        assert set(secret["data"].values()) == {secrets.REDACTED}
+
+
+def test_written_files_are_private_and_apply_in_order(tmp_path):
+    objects = render()
+    paths = manifests.write(objects, tmp_path / "out")
+    assert [yaml.safe_load(p.read_text()) for p in sorted(paths)] == objects
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in paths)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700

@@ -1,0 +1,152 @@
+"""Settings: what a valid .env gives, and the one-line error every bad input gets."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from kit import settings
+from kit.errors import UserError
+from tests.rendering import VALID, env_text, make_settings
+
+ROOT = settings.ROOT
+
+
+def problems_of(text: str) -> tuple[str, ...]:
+    with pytest.raises(UserError) as caught:
+        settings.parse(text)
+    return caught.value.problems
+
+
+def test_valid_file_gives_settings_with_defaults():
+    s = make_settings()
+    assert s.namespace == "prefect"
+    assert s.image_repository == "internal-cr:9999/prefect-core"
+    assert s.public_api_url == "http://prefect.company.local/api"
+    assert s.in_cluster_api_url == "http://prefect-server.prefect.svc.cluster.local:4200/api"
+    assert s.auth_string == "admin:correct-horse-battery"
+    assert not s.uses_external_database and not s.has_registry_credentials and s.ui_v2
+
+
+def test_tls_makes_the_public_url_https():
+    assert make_settings(TLS_SECRET="prefect-tls").public_api_url == "https://prefect.company.local/api"
+
+
+def test_values_are_literal_without_variable_expansion():
+    assert make_settings(PREFECT_PASSWORD="'pa$HOME-word-123'").prefect_password == "pa$HOME-word-123"
+
+
+def test_secrets_stay_out_of_repr():
+    shown = repr(make_settings(DATABASE_URL="postgresql+asyncpg://u:dbsecret@db/prefect"))
+    assert "correct-horse-battery" not in shown and "dbsecret" not in shown
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems_of(env_text(NAMESPACE="Bad_NS", PREFECT_HOST="http://x", PREFECT_PASSWORD="short"))
+    assert [p.split(":")[0] for p in found] == ["NAMESPACE", "PREFECT_HOST", "PREFECT_PASSWORD"]
+
+
+def test_sync_database_driver_is_refused_with_the_async_form_and_no_password():
+    (problem,) = problems_of(env_text(DATABASE_URL="postgresql://prefect:s3cret@db.company.local:5432/prefect"))
+    assert "postgresql+asyncpg://prefect:***@db.company.local:5432/prefect" in problem
+    assert "s3cret" not in problem
+
+
+def test_example_file_documents_every_key():
+    example = (ROOT / ".env.example").read_text()
+    documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+    assert documented == {f.name.upper() for f in settings.fields(settings.Settings)}
+    for paragraph in example.split("\n\n"):
+        lines = paragraph.strip().splitlines()
+        keys = [line for line in lines if not line.startswith("#")]
+        assert not keys or lines[0].startswith("#"), f"{keys} have no comment above them in .env.example"
+
+
+def test_example_file_itself_is_refused_for_its_placeholder():
+    (problem,) = problems_of((ROOT / ".env.example").read_text())
+    assert problem.startswith("PREFECT_PASSWORD: still the placeholder")
+
+
+# Each bad input: (file text or bytes, the key or place the one-line error must name).
+BAD_INPUTS = {
+    "missing key": (env_text(NAMESPACE=None), "NAMESPACE: missing"),
+    "empty password": (env_text(PREFECT_PASSWORD=""), "PREFECT_PASSWORD: missing"),
+    "placeholder password": (env_text(PREFECT_PASSWORD="CHANGE_ME"), "PREFECT_PASSWORD: still the placeholder"),
+    "short password": (env_text(PREFECT_PASSWORD="elevenchars"), "PREFECT_PASSWORD: is shorter than 12"),
+    "sync database url": (env_text(DATABASE_URL="postgresql://u:p@db/prefect"), "DATABASE_URL: uses the synchronous"),
+    "malformed database url": (env_text(DATABASE_URL="postgresql+asyncpg://db"), "DATABASE_URL: needs a user"),
+    "bad database port": (env_text(DATABASE_URL="postgresql+asyncpg://u:p@db:port/x"), "DATABASE_URL: is not a URL"),
+    "other database": (env_text(DATABASE_URL="mysql://u:p@db/prefect"), "DATABASE_URL: must be a PostgreSQL URL"),
+    "invalid namespace": (env_text(NAMESPACE="Prefect_NS"), "NAMESPACE: must be a DNS label"),
+    "host with scheme": (env_text(PREFECT_HOST="https://prefect.company.local"), "PREFECT_HOST: must be a host name"),
+    "host with space": (env_text(PREFECT_HOST="'prefect company.local'"), "PREFECT_HOST: must be a host name"),
+    "duplicate key": (env_text() + "NAMESPACE=other\n", "NAMESPACE: set twice"),
+    "unknown key": (env_text() + "NAMSPACE=x\n", "NAMSPACE: not a setting of this kit"),
+    "not utf-8": (env_text().encode() + b"PREFECT_USER=\xff\xfe\n", "not valid UTF-8"),
+    "broken line": (env_text() + "just words\n", "not a KEY=value line"),
+    "prefect 2": (env_text(PREFECT_VERSION="2.10.20"), "PREFECT_VERSION: must be an exact Prefect 3"),
+    "user with colon": (env_text(PREFECT_USER="ad:min"), "PREFECT_USER: must be"),
+    "half registry login": (env_text(REGISTRY_USER="robot"), "REGISTRY_USER: is set without REGISTRY_PASSWORD"),
+    "uppercase registry": (env_text(REGISTRY="Internal-CR:9999"), "REGISTRY: must be"),
+    "bad proxy": (env_text(HTTPS_PROXY="proxy.company.local:3128"), "HTTPS_PROXY: must be a proxy URL"),
+    "unknown driver": (env_text(IMAGE_DRIVERS="kerberos,db2"), "IMAGE_DRIVERS: unknown db2"),
+    "ui flag": (env_text(UI_V2="maybe"), "UI_V2: must be true or false"),
+}
+
+
+@pytest.mark.parametrize("content, expected", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_gives_a_one_line_error_and_exit_1(tmp_path, content, expected):
+    path = tmp_path / "bad.env"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = run_inv("render", env_file=path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_env_file_says_how_to_create_one(tmp_path):
+    result = run_inv("render", env_file=tmp_path / "absent.env")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'absent.env'}: not found; run `inv init` to create it, " \
+        "or point KIT_ENV_FILE at yours"
+
+
+def test_init_writes_a_private_file_that_renders_at_once(tmp_path):
+    path = tmp_path / "new.env"
+    assert run_inv("init", "--host", "prefect.example.org", env_file=path).returncode == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    created = settings.load(path)
+    assert created.prefect_host == "prefect.example.org"
+    assert len(created.prefect_password) >= 32
+    assert created.prefect_password not in run_inv("init", env_file=path).stdout
+    rendered = run_inv("render", env_file=path)
+    assert rendered.returncode == 0 and "kind: StatefulSet" in rendered.stdout
+    assert created.prefect_password not in rendered.stdout
+
+
+def test_init_never_replaces_an_existing_file_without_force(tmp_path):
+    path = tmp_path / "existing.env"
+    path.write_text(env_text())
+    result = run_inv("init", env_file=path)
+    assert result.returncode == 1 and "already exists" in result.stderr
+    assert path.read_text() == env_text()
+    assert run_inv("init", "--force", env_file=path).returncode == 0
+    assert settings.load(path).prefect_password != VALID["PREFECT_PASSWORD"]
+
+
+def test_init_refuses_a_bad_flag_and_writes_nothing(tmp_path):
+    path = tmp_path / "never.env"
+    result = run_inv("init", "--namespace", "Not Valid", env_file=path)
+    assert result.returncode == 1 and result.stderr.startswith("error: NAMESPACE:")
+    assert not path.exists()
+
+
+def run_inv(*args: str, env_file) -> subprocess.CompletedProcess:
+    env = {**os.environ, settings.ENV_FILE_VARIABLE: str(env_file)}
+    inv = os.path.join(os.path.dirname(sys.executable), "inv")
+    return subprocess.run([inv, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
