@@ -48,3 +48,41 @@ def render(c, out="", tag=""):
     else:
         print("# Secret values are redacted; `inv render --out DIR` writes them.")
         print(manifests.to_yaml(objects), end="")
+
+
+@task(help={
+    "api_url": "Prefect API to use instead of the public one, e.g. http://127.0.0.1:4200/api after a port-forward",
+    "dry_run": "print what would change, change nothing",
+    "prune": "delete queues config/pools.yaml no longer declares (never a pool's default queue)",
+    "force": "with --prune, also delete queues that still have scheduled flow runs",
+})
+def pools(c, api_url="", dry_run=False, prune=False, force=False):
+    """Make the work pools and queues of config/pools.yaml true on the Prefect server."""
+    from kit import pools as work_pools, settings
+
+    for line in work_pools.sync(settings.load(), api_url or None, dry_run=dry_run, prune=prune, force=force):
+        print(line)
+
+
+@task(help={
+    "api_url": "API URL the profile points at (default: the public one, PREFECT_HOST)",
+    "activate": "also make it the active profile of your prefect CLI",
+})
+def profile(c, api_url="", activate=False):
+    """Write a Prefect profile (named NAMESPACE) pointing your prefect CLI at the server."""
+    from kit import profile as prefect_profile, settings
+
+    name, path = prefect_profile.write(settings.load(), api_url or None, activate=activate)
+    use = "it is now active" if activate else f"use it with `prefect profile use {name}` or `prefect --profile {name} …`"
+    print(f"wrote profile {name} to {path} (PREFECT_API_URL, PREFECT_API_AUTH_STRING); {use}")
+
+
+@task(help={
+    "api_url": "Prefect API to use instead of the public one, e.g. http://127.0.0.1:4200/api after a port-forward",
+    "code_dir": "where flow runs find flows/ (default: the image's copy, /opt/prefect/flows)",
+})
+def flows(c, api_url="", code_dir=""):
+    """Deploy the flows of flows/prefect.yaml to their work queues."""
+    from kit import flows as prefect_flows, settings
+
+    prefect_flows.deploy(settings.load(), api_url or None, code_dir or prefect_flows.IMAGE_FLOWS_DIR)

@@ -1,0 +1,110 @@
+"""The kit's one way to reach a Prefect API: the URL and auth string from .env, a wait for a server
+that is still starting, and one-line errors for an unreachable API or a wrong auth string.
+
+Prefect is configured with `temporary_settings` (a context inside this process), never through the
+user's profile file, so `inv pools` does not change what the user's own `prefect` CLI talks to.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Mapping
+from urllib.parse import urlsplit
+
+from kit.errors import UserError
+from kit.settings import SERVER_NAME, SERVER_PORT, Settings
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+# Five probes 1, 2, 4 and 8 s apart: a server that is still migrating its database (~10 s here) is
+# waited for, and a wrong host still fails within ~15 s.
+ATTEMPTS = 5
+FIRST_DELAY = 1.0
+# One probe may not hang for Prefect's default 60 s when packets to the host are dropped.
+PROBE_TIMEOUT = 5.0
+
+
+def api_url(settings: Settings, override: str | None = None) -> str:
+    """The API URL to use: --api-url when given, else the public one the ingress serves."""
+    url = (override or settings.public_api_url).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--api-url: {override!r} is not an http(s) URL; e.g. http://127.0.0.1:{SERVER_PORT}/api")
+    return url
+
+
+def client_env(settings: Settings, url: str) -> dict[str, str]:
+    """The two variables that point a Prefect process (CLI, worker, flow run) at this API."""
+    return {"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": settings.auth_string}
+
+
+def api_key_warning(environ: Mapping[str, str]) -> str | None:
+    if not environ.get("PREFECT_API_KEY"):
+        return None
+    return ("warning: PREFECT_API_KEY is set in your environment; it is Prefect Cloud's key and a self-hosted "
+            "server rejects it (older Prefect clients send it instead of PREFECT_API_AUTH_STRING and get 401); "
+            "the kit does not send it; unset it")
+
+
+def port_forward_hint(settings: Settings) -> str:
+    return (f"if the ingress or DNS is not ready yet, run `kubectl -n {settings.namespace} port-forward "
+            f"svc/{SERVER_NAME} {SERVER_PORT}:{SERVER_PORT}` in another terminal and pass "
+            f"--api-url http://127.0.0.1:{SERVER_PORT}/api")
+
+
+@contextmanager
+def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
+            first_delay: float = FIRST_DELAY) -> Iterator["SyncPrefectClient"]:
+    """A synchronous Prefect client for `url`, once the API answers; 401 becomes a UserError."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+
+    warning = api_key_warning(os.environ)
+    if warning:
+        print(warning, file=sys.stderr)
+    # The key is dropped (not only outranked) so that nothing Prefect does in this process sends it.
+    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: settings.auth_string},
+                            restore_defaults={PREFECT_API_KEY}):
+        _wait_until_healthy(settings, url, attempts, first_delay)
+        try:
+            with get_client(sync_client=True) as client:
+                yield client
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 401:
+                raise UserError(
+                    f"PREFECT_USER/PREFECT_PASSWORD: {url} answered 401 Unauthorized; the server's auth string "
+                    "differs from .env: fix .env, or run `inv secrets rollout` so the server uses it"
+                ) from None
+            raise
+
+
+def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay: float) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    delay = first_delay
+    # The client's own retries (up to a minute on 503) would hide our backoff and its message.
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), \
+            get_client(sync_client=True, httpx_settings={"timeout": PROBE_TIMEOUT}) as probe:
+        for attempt in range(1, attempts + 1):
+            error = probe.api_healthcheck()
+            if error is None:
+                return
+            if attempt < attempts:
+                time.sleep(delay)
+                delay *= 2
+    raise UserError(f"Prefect API {url}: unreachable after {attempts} attempts ({_describe(error)}); "
+                    + port_forward_hint(settings))
+
+
+def _describe(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"/health answered HTTP {response.status_code}"
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

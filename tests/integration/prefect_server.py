@@ -1,0 +1,100 @@
+"""A real Prefect server for tests: `prefect server start` on a free 127.0.0.1 port, its own
+PREFECT_HOME (so a temporary SQLite database unless the environment names another), stopped after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+PREFECT = str(Path(sys.executable).parent / "prefect")
+START_TIMEOUT = 90.0
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    home: Path
+    log: Path
+    process: subprocess.Popen
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"prefect server not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """os.environ without the caller's PREFECT_* settings (a developer's profile must not leak in), plus extra."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def prefect_server(tmp: Path, env: Mapping[str, str] = {}, wait: bool = True) -> Iterator[PrefectServer]:
+    """Start a server with `env` on top of a clean environment; wait=False returns while it starts."""
+    port = free_port()
+    home = tmp / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    log = tmp / "prefect-server.log"
+    server_env = clean_environment({
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The UI build is copied at every start and no test here looks at the UI.
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        **env,
+    })
+    with open(log, "wb") as output:
+        process = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=server_env, stdout=output, stderr=subprocess.STDOUT, cwd=tmp,
+                                   start_new_session=True)
+    server = PrefectServer(f"http://127.0.0.1:{port}/api", home, log, process)
+    try:
+        if wait:
+            server.wait_healthy()
+        yield server
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, to the process group this helper started (the server forks its services)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
