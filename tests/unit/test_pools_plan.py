@@ -1,0 +1,122 @@
+"""The plan: a pure diff of the declared pools against what the API holds, and the status lines."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from kit.errors import UserError
+from kit.pools import Change, LivePool, LiveQueue, LiveWorker, Pool, Queue, plan, status_lines
+
+MAIN = Queue("prod-main", priority=1, description="Main")
+SECONDARY = Queue("prod-secondary", priority=2)
+DECLARED = (Pool("production", "process", queues=(MAIN, SECONDARY)),)
+
+
+def live_pool(*queues, **fields):
+    default = LiveQueue("default", "id-default", priority=3, description="The work pool's default queue.")
+    return {"production": LivePool("production", fields.pop("type", "process"), default_queue_id="id-default",
+                                   queues=(*queues, default), **fields)}
+
+
+def live_queue(queue, **fields):
+    values = {"priority": queue.priority, "concurrency_limit": queue.concurrency_limit,
+              "description": queue.description, **fields}
+    return LiveQueue(queue.name, f"id-{queue.name}", **values)
+
+
+def actions(changes):
+    return [(change.action, change.subject) for change in changes]
+
+
+def test_a_missing_pool_is_created_with_its_queues():
+    assert actions(plan(DECLARED, {})) == [
+        ("create", "pool production"),
+        ("create", "queue production/prod-main"),
+        ("create", "queue production/prod-secondary"),
+    ]
+
+
+def test_what_matches_is_left_unchanged():
+    changes = plan(DECLARED, live_pool(live_queue(MAIN), live_queue(SECONDARY)))
+    assert {change.action for change in changes} == {"unchanged"}
+    assert len(changes) == 3
+
+
+def test_a_changed_priority_is_one_update_naming_old_and_new():
+    changes = plan(DECLARED, live_pool(live_queue(MAIN, priority=2), live_queue(SECONDARY, priority=1)))
+    updates = [change for change in changes if change.action == "update"]
+    assert [(c.queue, c.differences) for c in updates] == [("prod-main", (("priority", 2, 1),)),
+                                                           ("prod-secondary", (("priority", 1, 2),))]
+    assert updates[0].describe() == "updated queue production/prod-main: priority 2 → 1"
+    assert updates[0].describe(dry_run=True) == "would update queue production/prod-main: priority 2 → 1"
+
+
+def test_an_undeclared_priority_is_not_managed():
+    declared = (Pool("production", "process", queues=(Queue("prod-main"),)),)
+    queue = plan(declared, live_pool(live_queue(Queue("prod-main"), priority=7)))[1]
+    assert (queue.queue, queue.action) == ("prod-main", "unchanged")
+
+
+def test_pool_settings_are_compared():
+    declared = (Pool("production", "process", concurrency_limit=3, paused=True, queues=(MAIN, SECONDARY)),)
+    changes = plan(declared, live_pool(live_queue(MAIN), live_queue(SECONDARY)))
+    assert changes[0].differences == (("concurrency_limit", None, 3), ("paused", False, True))
+
+
+def test_a_pool_of_another_type_is_an_error_before_any_write():
+    with pytest.raises(UserError, match=r"pool production: exists with type 'kubernetes' but config/pools.yaml "
+                                        r"declares 'process'.*prefect work-pool delete production"):
+        plan(DECLARED, live_pool(type="kubernetes"))
+
+
+def test_an_undeclared_queue_is_kept_and_reported_without_prune():
+    changes = plan(DECLARED, live_pool(live_queue(MAIN), live_queue(SECONDARY), LiveQueue("old", "id-old")))
+    (kept,) = [change for change in changes if change.queue == "old"]
+    assert kept.action == "undeclared"
+    assert kept.describe() == ("kept queue production/old: not in config/pools.yaml "
+                               "(`inv pools --prune` deletes it)")
+
+
+def test_prune_deletes_undeclared_queues_but_never_the_default_queue():
+    changes = plan(DECLARED, live_pool(live_queue(MAIN), live_queue(SECONDARY), LiveQueue("old", "id-old")),
+                   prune=True)
+    assert [(c.action, c.queue, c.queue_id) for c in changes if c.action == "delete"] == [("delete", "old", "id-old")]
+    assert "default" not in {change.queue for change in changes}
+
+
+def test_prune_refuses_a_queue_with_scheduled_runs_unless_forced():
+    live = live_pool(live_queue(MAIN), live_queue(SECONDARY), LiveQueue("busy", "id-busy", scheduled_runs=3))
+    with pytest.raises(UserError, match="queue production/busy: has 3 scheduled flow runs.*--force"):
+        plan(DECLARED, live, prune=True)
+    assert ("delete", "queue production/busy") in actions(plan(DECLARED, live, prune=True, force=True))
+
+
+def test_a_change_describes_itself_in_one_line():
+    assert Change("create", "production", declared=DECLARED[0]).describe() == "created pool production"
+    assert Change("delete", "production", "old").describe(dry_run=True) == "would delete queue production/old"
+    assert Change("unchanged", "production", "prod-main").describe() == "unchanged queue production/prod-main"
+
+
+NOW = datetime(2026, 11, 26, 6, 0, 0, tzinfo=timezone.utc)
+
+
+def test_status_shows_pool_queues_and_workers():
+    live = live_pool(live_queue(MAIN, status="READY", late_runs=2), status="READY", concurrency_limit=5,
+                     workers=(LiveWorker("worker-1", True, NOW - timedelta(seconds=12)),
+                              LiveWorker("worker-2", False, None)))
+    assert status_lines(DECLARED, live, NOW) == [
+        "pool production (process): ready, concurrency 5",
+        "  queue prod-main: ready, 2 late runs",
+        "  queue default: unknown, 0 late runs",
+        "  worker worker-1: online, last heartbeat 2026-11-26 05:59:48 UTC (12 s ago)",
+        "  worker worker-2: offline, last heartbeat never",
+    ]
+
+
+def test_status_names_a_declared_pool_that_is_missing():
+    lines = status_lines(DECLARED, {}, NOW)
+    assert lines == ["pool production: missing (declared in config/pools.yaml); run `inv pools`"]
+
+
+def test_status_says_when_no_worker_has_polled():
+    assert "  workers: none has polled this pool yet" in status_lines(DECLARED, live_pool(status="NOT_READY"), NOW)
