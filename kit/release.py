@@ -7,6 +7,7 @@ the image `inv build` made without the user retyping a tag.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from kit import ROOT
 from kit.errors import UserError
 
 RECORD_PATH = ROOT / ".kit" / "build.json"
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -72,5 +74,7 @@ def recorded_build(repository: str, tag: str, path: Path = RECORD_PATH) -> Build
 
 def image_for(repository: str, tag: str | None = None, path: Path = RECORD_PATH) -> Build:
     """The image a rollout should use: an explicit tag, else this commit's, pinned by digest when pushed."""
+    if tag and not _TAG.match(tag):
+        raise UserError(f"--tag: {tag!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
     tag = tag or commit_tag()
     return recorded_build(repository, tag, path) or Build(repository, tag)
