@@ -1,0 +1,319 @@
+"""The kit's one door to the Kubernetes API: connect, apply, list, watch, delete, read logs.
+
+Every call goes through the official client's DynamicClient. Objects are applied server-side under one
+field manager, so the API server itself tracks which fields the kit owns and `kubectl` sees the same.
+Everything here takes and returns plain dicts; what to apply comes from kit.manifests, never from here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from kit.errors import UserError
+from kit.settings import Settings
+
+FIELD_MANAGER = "prefect-kit"
+# `--restart` writes one annotation under a manager of its own (as `kubectl rollout restart` does): had
+# the kit's apply owned it, the next apply without `--restart` would remove it and restart the pods again.
+RESTART_MANAGER = "prefect-kit-restart"
+RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
+# Every kind the kit applies inside its namespace, in apply order: the only kinds prune and destroy touch.
+MANAGED_KINDS = {
+    "Secret": "v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
+    "Service": "v1",
+    "StatefulSet": "apps/v1",
+    "Deployment": "apps/v1",
+    "Ingress": "networking.k8s.io/v1",
+}
+# (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
+REQUEST_TIMEOUT = (10, 60)
+_SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
+
+
+def connect(settings: Settings, cache_file: str | None = None) -> Cluster:
+    """The cluster of KUBE_CONTEXT (or the current context, or the pod's own service account).
+
+    Use it as a context manager: API failures inside the block become one-line UserErrors.
+    """
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    context = _load_configuration(settings.kube_context, configuration)
+    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace, cache_file)
+
+
+def _load_configuration(context: str, configuration) -> str:
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    location = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    files = [os.path.expanduser(path) for path in location.split(os.pathsep) if path]
+    if not any(os.path.exists(path) for path in files):
+        if not context and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+            return "in-cluster"
+        raise UserError(f"KUBE_CONTEXT: no kubeconfig at {location} and not running in a pod; "
+                        "point KUBECONFIG at one (kind and minikube write ~/.kube/config)")
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=location)
+    except ConfigException as error:
+        raise UserError(f"KUBE_CONTEXT: {location} is not a usable kubeconfig ({error})") from None
+    names = [item["name"] for item in contexts or []]
+    chosen = context or (current or {}).get("name", "")
+    if not chosen:
+        raise UserError(f"KUBE_CONTEXT: {location} has no current context; set KUBE_CONTEXT to one of: "
+                        f"{', '.join(names) or '(none)'}")
+    if chosen not in names:
+        raise UserError(f"KUBE_CONTEXT: context '{chosen}' is not in {location}; choose one of: "
+                        f"{', '.join(names) or '(none)'}")
+    try:
+        config.load_kube_config(config_file=location, context=chosen, client_configuration=configuration,
+                                persist_config=False)
+    except ConfigException as error:
+        raise UserError(f"KUBE_CONTEXT: context '{chosen}' in {location} cannot be used: {error}") from None
+    return chosen
+
+
+@dataclass
+class Cluster:
+    """One namespace of one cluster, reached through one API client."""
+
+    api_client: object
+    context: str
+    server: str
+    namespace: str
+    cache_file: str | None = None
+    _dynamic: object = field(default=None, repr=False)
+    _resources: dict = field(default_factory=dict, repr=False)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        problem = self.explain(error) if error is not None else None
+        if problem:
+            raise UserError(problem) from None
+        return False
+
+    def explain(self, error: BaseException) -> str | None:
+        """The one line a user needs for an unreachable server, 401 or 403; None for anything else."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        where = f"context '{self.context}' ({self.server})"
+        status = getattr(error, "status", None) if isinstance(error, ApiException) else None
+        if status == 401:
+            return (f"KUBE_CONTEXT: the API server of {where} rejected the credentials (401 Unauthorized); "
+                    "log in again or refresh the kubeconfig")
+        if status == 403:
+            return (f"KUBE_CONTEXT: {where} is not allowed to do this: {status_message(error)}; ask a cluster "
+                    f"admin for a Role allowing it in namespace {self.namespace} (README: Troubleshooting)")
+        if isinstance(error, HTTPError):
+            return (f"KUBE_CONTEXT: cannot reach the API server of {where}: {connection_reason(error)}; "
+                    "check that the cluster is running and that this is the right context")
+        return None
+
+    @property
+    def dynamic(self):
+        if self._dynamic is None:
+            from kubernetes.dynamic import DynamicClient
+
+            self._dynamic = DynamicClient(self.api_client, cache_file=self.cache_file)
+        return self._dynamic
+
+    def resource(self, api_version: str, kind: str):
+        key = (api_version, kind)
+        if key not in self._resources:
+            # Core kinds live under the "api" prefix; naming it keeps discovery from reading every API group.
+            prefix = "api" if "/" not in api_version else "apis"
+            self._resources[key] = self.dynamic.resources.get(prefix=prefix, api_version=api_version, kind=kind)
+        return self._resources[key]
+
+    def _namespace_for(self, resource) -> str | None:
+        return self.namespace if resource.namespaced else None
+
+    def _request(self, method: str, path: str, **params) -> dict:
+        response = self.dynamic.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
+        return json.loads(response.data)
+
+    def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
+        """Server-side apply one object; returns (created, the object as stored or as it would be)."""
+        from kubernetes.dynamic.exceptions import ConflictError, UnprocessibleEntityError
+
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        try:
+            response = self.dynamic.server_side_apply(
+                resource, body=obj, namespace=self._namespace_for(resource), field_manager=FIELD_MANAGER,
+                force_conflicts=True if force_conflicts else None, dry_run="All" if dry_run else None,
+                serialize=False, _request_timeout=REQUEST_TIMEOUT)
+        except ConflictError as error:
+            raise UserError(
+                f"{describe(obj)}: {status_message(error)}; another tool changed fields the kit manages: "
+                "`inv rollout --force-conflicts` takes them back (README: Troubleshooting)") from None
+        except UnprocessibleEntityError as error:
+            raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
+        return response.status == 201, json.loads(response.data)
+
+    def get(self, api_version: str, kind: str, name: str) -> dict | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self.resource(api_version, kind)
+        try:
+            return self._request("get", resource.path(name=name, namespace=self._namespace_for(resource)))
+        except NotFoundError:
+            return None
+
+    def objects(self, api_version: str, kind: str, label_selector: str = MANAGED) -> tuple[list[dict], str]:
+        """The matching objects of one kind in the namespace, and the list's resourceVersion to watch from."""
+        resource = self.resource(api_version, kind)
+        listed = self._request("get", resource.path(namespace=self._namespace_for(resource)),
+                               label_selector=label_selector)
+        # A real server leaves apiVersion and kind out of list items; put them back so items read like objects.
+        items = [{"apiVersion": api_version, "kind": kind, **item} for item in listed.get("items") or []]
+        return items, listed["metadata"]["resourceVersion"]
+
+    def watch(self, api_version: str, kind: str, *, resource_version: str, timeout: float,
+              label_selector: str = MANAGED) -> Iterator[dict]:
+        """Watch events from resource_version on; ends when the server closes the stream."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resource = self.resource(api_version, kind)
+        seconds = max(1, math.ceil(timeout))
+        response = self.dynamic.request(
+            "get", resource.path(namespace=self._namespace_for(resource)), watch=True,
+            resource_version=resource_version, label_selector=label_selector, allow_watch_bookmarks=True,
+            timeout_seconds=seconds, serialize=False, _request_timeout=(REQUEST_TIMEOUT[0], seconds + 5))
+        try:
+            for line in iter_resp_lines(response):
+                if line:
+                    yield json.loads(line)
+        finally:
+            response.release_conn()
+
+    def restart(self, obj: dict, at: datetime) -> dict:
+        """What `kubectl rollout restart` does: stamp the pod template, so every pod is replaced."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        stamp = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: at.isoformat()}}}}}
+        path = resource.path(name=obj["metadata"]["name"], namespace=self._namespace_for(resource))
+        return self._request("patch", path, body=stamp, content_type="application/merge-patch+json",
+                             field_manager=RESTART_MANAGER)
+
+    def delete(self, api_version: str, kind: str, name: str) -> bool:
+        """Delete one object; False when it was already gone."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self.resource(api_version, kind)
+        try:
+            self._request("delete", resource.path(name=name, namespace=self._namespace_for(resource)))
+        except NotFoundError:
+            return False
+        return True
+
+    def log_lines(self, pod: str, container: str, *, tail: int | None = None, previous: bool = False,
+                  follow: bool = False) -> Iterator[str]:
+        """A container's log, line by line; with follow, until the pod stops or the stream is cut."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        query = [("container", container)]
+        if tail is not None:
+            query.append(("tailLines", tail))
+        if previous:
+            query.append(("previous", "true"))
+        if follow:
+            query.append(("follow", "true"))
+        path = self.resource("v1", "Pod").path(name=pod, namespace=self.namespace) + "/log"
+        response = self.dynamic.request(
+            "get", path, query_params=query, header_params={"Accept": "*/*"}, serialize=False,
+            _request_timeout=(REQUEST_TIMEOUT[0], None) if follow else REQUEST_TIMEOUT)
+        try:
+            yield from iter_resp_lines(response)
+        finally:
+            response.release_conn()
+
+
+def describe(obj: dict) -> str:
+    """kind/name, as kubectl prints it."""
+    return f"{obj['kind'].lower()}/{obj['metadata']['name']}"
+
+
+def status_message(error) -> str:
+    """The human message of an API error's Status body."""
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
+
+
+def connection_reason(error: BaseException) -> str:
+    """'Connection refused' rather than urllib3's repr of a connection pool."""
+    text = str(getattr(error, "reason", None) or error)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text) or re.search(r"(certificate verify failed[^'\")]*)", text)
+    return found.group(1).strip() if found else type(error).__name__
+
+
+def outcome(created: bool, before: dict | None, after: dict, dry_run: bool) -> str:
+    """kubectl's word for what an apply did: created, configured or unchanged.
+
+    A real apply that changes nothing keeps the resourceVersion; a dry run never stores, so it is judged
+    by comparing contents.
+    """
+    if created:
+        return "created"
+    if before is None:
+        return "configured"
+    if dry_run:
+        return "configured" if changes(before, after) else "unchanged"
+    same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
+    return "unchanged" if same else "configured"
+
+
+def changes(before: dict, after: dict) -> list[str]:
+    """The fields that differ between two versions of an object, Secret values hidden."""
+    secret = after.get("kind") == "Secret"
+    found: list[str] = []
+
+    def walk(path: str, old, new) -> None:
+        if old == new:
+            return
+        if isinstance(old, dict) and isinstance(new, dict):
+            for key in sorted(old.keys() | new.keys(), key=str):
+                walk(f"{path}.{key}" if path else key, old.get(key), new.get(key))
+            return
+        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            for index, (a, b) in enumerate(zip(old, new)):
+                walk(f"{path}[{index}]", a, b)
+            return
+        if secret and path.split(".")[0] in ("data", "stringData"):
+            found.append(f"{path}: {'added' if old is None else 'removed' if new is None else 'changed'} "
+                         "(value hidden)")
+        elif old is None:
+            found.append(f"{path}: added {_short(new)}")
+        elif new is None:
+            found.append(f"{path}: removed (was {_short(old)})")
+        else:
+            found.append(f"{path}: {_short(old)} -> {_short(new)}")
+
+    walk("", _comparable(before), _comparable(after))
+    return found
+
+
+def _comparable(obj: dict) -> dict:
+    metadata = {key: value for key, value in obj.get("metadata", {}).items() if key not in _SERVER_FIELDS}
+    return {**{key: value for key, value in obj.items() if key != "status"}, "metadata": metadata}
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,111 @@
+"""What an apply did, and what a dry run would change, with Secret values never shown (plain dicts)."""
+
+import pytest
+
+from kit import release
+from kit.cluster import MANAGED_KINDS, changes, connection_reason, outcome
+from kit.errors import UserError
+from kit.rollout import image_reference
+
+
+def secret(value, version="7"):
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "prefect-config", "resourceVersion": version, "managedFields": [{"manager": "x"}]},
+            "data": {"auth-string": value}}
+
+
+def test_created_wins():
+    assert outcome(True, None, secret("YQ=="), dry_run=False) == "created"
+
+
+def test_same_resource_version_is_unchanged():
+    assert outcome(False, secret("YQ==", "7"), secret("YQ==", "7"), dry_run=False) == "unchanged"
+
+
+def test_new_resource_version_is_configured():
+    assert outcome(False, secret("YQ==", "7"), secret("Yg==", "8"), dry_run=False) == "configured"
+
+
+def test_dry_run_is_judged_by_content_because_nothing_is_stored():
+    assert outcome(False, secret("YQ==", "7"), secret("YQ==", "7"), dry_run=True) == "unchanged"
+    assert outcome(False, secret("YQ==", "7"), secret("Yg==", "7"), dry_run=True) == "configured"
+
+
+def test_secret_changes_never_show_values():
+    found = changes(secret("c2VjcmV0MQ=="), secret("c2VjcmV0Mg==", "8"))
+    assert found == ["data.auth-string: changed (value hidden)"]
+
+
+def test_changes_ignore_server_bookkeeping_and_status():
+    before = {"kind": "Deployment", "metadata": {"name": "w", "generation": 1, "resourceVersion": "1"},
+              "spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+    after = {"kind": "Deployment", "metadata": {"name": "w", "generation": 2, "resourceVersion": "2"},
+             "spec": {"replicas": 1}, "status": {"readyReplicas": 0}}
+    assert changes(before, after) == []
+
+
+def test_changes_name_the_field_and_both_values():
+    before = {"kind": "Deployment", "metadata": {"name": "w"},
+              "spec": {"template": {"spec": {"containers": [{"image": "r/x:1"}]}}}}
+    after = {"kind": "Deployment", "metadata": {"name": "w", "labels": {"a": "b"}},
+             "spec": {"template": {"spec": {"containers": [{"image": "r/x:2"}]}}}}
+    assert changes(before, after) == [
+        'metadata.labels: added {"a": "b"}',
+        'spec.template.spec.containers[0].image: "r/x:1" -> "r/x:2"',
+    ]
+
+
+def test_every_rendered_kind_is_one_prune_and_destroy_know(tmp_path):
+    from kit import manifests
+    from kit.settings import parse
+
+    settings = parse("REGISTRY=r:5000\nIMAGE_NAME=p\nPREFECT_VERSION=3.9.1\nNAMESPACE=prefect\n"
+                     "PREFECT_HOST=prefect.example.com\nPREFECT_USER=admin\nPREFECT_PASSWORD=abcdefghijklmnop\n"
+                     "REGISTRY_USER=u\nREGISTRY_PASSWORD=p\n")
+    rendered = {(obj["apiVersion"], obj["kind"]) for obj in manifests.render(settings, "r:5000/p:1")}
+    assert rendered - {("v1", "Namespace")} == {(version, kind) for kind, version in MANAGED_KINDS.items()}
+
+
+def test_connection_reason_is_the_operating_system_message():
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    assert connection_reason(MaxRetryError(None, "/version", refused)) == "Connection refused"
+
+
+def write_record(tmp_path, monkeypatch, **build):
+    monkeypatch.setattr(release, "commit_tag", lambda: "abc1234")
+    record = tmp_path / "build.json"
+    if build:
+        release.write_record(release.Build(**build), record)
+    return record
+
+
+@pytest.fixture
+def settings():
+    from kit.settings import parse
+
+    return parse("REGISTRY=r:5000\nIMAGE_NAME=p\nPREFECT_VERSION=3.9.1\nNAMESPACE=prefect\n"
+                 "PREFECT_HOST=prefect.example.com\nPREFECT_USER=admin\nPREFECT_PASSWORD=abcdefghijklmnop\n")
+
+
+def test_rollout_image_is_the_recorded_push_by_digest(tmp_path, monkeypatch, settings):
+    record = write_record(tmp_path, monkeypatch, repository="r:5000/p", tag="abc1234", digest="sha256:" + "1" * 64)
+    assert image_reference(settings, None, record) == "r:5000/p:abc1234@sha256:" + "1" * 64
+
+
+def test_rollout_without_a_build_says_to_build_and_push(tmp_path, monkeypatch, settings):
+    record = write_record(tmp_path, monkeypatch)
+    with pytest.raises(UserError, match=r"run `inv build push` first, or pass --tag"):
+        image_reference(settings, None, record)
+
+
+def test_rollout_of_a_build_that_was_not_pushed_says_to_push(tmp_path, monkeypatch, settings):
+    record = write_record(tmp_path, monkeypatch, repository="r:5000/p", tag="abc1234")
+    with pytest.raises(UserError, match=r"run `inv push`"):
+        image_reference(settings, None, record)
+
+
+def test_rollout_with_a_tag_uses_it(tmp_path, monkeypatch, settings):
+    record = write_record(tmp_path, monkeypatch)
+    assert image_reference(settings, "v2", record) == "r:5000/p:v2"
