@@ -1,11 +1,11 @@
-"""config/pools.yaml and manifests/workers.yaml must agree both ways: every declared queue has a worker
+"""config/pools.yaml and manifests/30-workers.yaml must agree both ways: every declared queue has a worker
 Deployment, and every worker polls a declared pool and queue with the declared type."""
 
 import yaml
 
 from kit import ROOT, pools
 
-WORKERS = ROOT / "manifests" / "workers.yaml"
+WORKERS = ROOT / "manifests" / "30-workers.yaml"
 
 
 def option_values(command, option):
