@@ -39,7 +39,8 @@ class Queue:
     # None: not managed; Prefect gives a new queue the first free priority.
     priority: int | None = None
     concurrency_limit: int | None = None
-    description: str | None = None
+    # The server stores no description as "" and refuses null.
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ def _parse_queue(raw: Any, where: str, problems: list[str]) -> Queue | None:
         problems.append(f"{where}: priority must be a whole number from 1 (the highest), not {priority!r}")
         priority = None
     limit = _limit(raw.get("concurrency_limit"), where, problems)
-    description = raw.get("description")
-    if description is not None and not isinstance(description, str):
+    description = "" if raw.get("description") is None else raw["description"]
+    if not isinstance(description, str):
         problems.append(f"{where}: description must be text, not {description!r}")
     if not isinstance(name, str):
         return None
@@ -179,7 +180,7 @@ class LiveQueue:
     id: str
     priority: int | None = None
     concurrency_limit: int | None = None
-    description: str | None = None
+    description: str = ""
     status: str = ""
     late_runs: int = 0
     # Counted only for queues that --prune would delete.
@@ -312,7 +313,7 @@ def _live_queue(client: "SyncPrefectClient", queue: Any, details: bool, count_sc
     late_runs = client.read_work_queue_status(queue.id).late_runs_count if details else 0
     scheduled = _scheduled_runs(client, queue.id) if count_scheduled else 0
     status = queue.status.value if queue.status else ""
-    return LiveQueue(queue.name, str(queue.id), queue.priority, queue.concurrency_limit, queue.description,
+    return LiveQueue(queue.name, str(queue.id), queue.priority, queue.concurrency_limit, queue.description or "",
                      status, late_runs, scheduled)
 
 
