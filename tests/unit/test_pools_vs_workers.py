@@ -1,11 +1,7 @@
-"""config/pools.yaml and manifests/30-workers.yaml must agree both ways: every declared queue has a worker
-Deployment, and every worker polls a declared pool and queue with the declared type."""
+"""config/pools.yaml and the checked-in worker manifests must agree both ways: every declared queue has
+a worker Deployment, and every worker polls a declared pool and queue with the declared type."""
 
-import yaml
-
-from kit import ROOT, pools
-
-WORKERS = ROOT / "manifests" / "30-workers.yaml"
+from kit import manifests, pools
 
 
 def option_values(command, option):
@@ -13,10 +9,10 @@ def option_values(command, option):
 
 
 def workers():
-    """{Deployment name: (pool, queues, type)} from the worker container commands."""
+    """{Deployment name: (pool, queues, type)} from the worker container commands in manifests/."""
     found = {}
-    for obj in yaml.safe_load_all(WORKERS.read_text()):
-        if obj and obj["kind"] == "Deployment":
+    for obj in manifests.load():
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"].startswith(pools.WORKER_PREFIX):
             (container,) = obj["spec"]["template"]["spec"]["containers"]
             command = container["command"]
             assert command[:3] == ["prefect", "worker", "start"], obj["metadata"]["name"]
@@ -36,10 +32,10 @@ def test_every_declared_queue_has_a_worker_polling_exactly_it():
     running, wanted_workers = workers(), declared()
     assert wanted_workers, "the pools file declares no queue"
     for name, wanted in wanted_workers.items():
-        assert running.get(name) == wanted, f"{name}: {WORKERS.name} runs {running.get(name)}, pools file says {wanted}"
+        assert running.get(name) == wanted, f"{name}: manifests/ run {running.get(name)}, pools file says {wanted}"
 
 
 def test_every_worker_polls_a_declared_pool_and_queue():
     running = set(workers())
-    assert running, f"{WORKERS.name} has no worker Deployment"
+    assert running, "manifests/ has no worker Deployment"
     assert running <= set(declared()), f"workers without a declared queue: {running - set(declared())}"
