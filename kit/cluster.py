@@ -24,6 +24,7 @@ FIELD_MANAGER = "prefect-kit"
 RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
+WORKER_PREFIX = "prefect-worker-"
 # Every kind the kit applies inside its namespace, in apply order: the only kinds prune and destroy touch.
 MANAGED_KINDS = {
     "Secret": "v1",
@@ -38,7 +39,7 @@ REQUEST_TIMEOUT = (10, 60)
 _SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
 
 
-def connect(settings: Settings, cache_file: str | None = None) -> Cluster:
+def connect(settings: Settings) -> Cluster:
     """The cluster of KUBE_CONTEXT (or the current context, or the pod's own service account).
 
     Use it as a context manager: API failures inside the block become one-line UserErrors.
@@ -47,7 +48,7 @@ def connect(settings: Settings, cache_file: str | None = None) -> Cluster:
 
     configuration = client.Configuration()
     context = _load_configuration(settings.kube_context, configuration)
-    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace, cache_file)
+    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace)
 
 
 def _load_configuration(context: str, configuration) -> str:
@@ -90,7 +91,6 @@ class Cluster:
     context: str
     server: str
     namespace: str
-    cache_file: str | None = None
     _dynamic: object = field(default=None, repr=False)
     _resources: dict = field(default_factory=dict, repr=False)
 
@@ -126,7 +126,8 @@ class Cluster:
         if self._dynamic is None:
             from kubernetes.dynamic import DynamicClient
 
-            self._dynamic = DynamicClient(self.api_client, cache_file=self.cache_file)
+            # Discovery is cached in a temp file per server URL (as kubectl caches it): later runs skip it.
+            self._dynamic = DynamicClient(self.api_client)
         return self._dynamic
 
     def resource(self, api_version: str, kind: str):
@@ -179,6 +180,11 @@ class Cluster:
         # A real server leaves apiVersion and kind out of list items; put them back so items read like objects.
         items = [{"apiVersion": api_version, "kind": kind, **item} for item in listed.get("items") or []]
         return items, listed["metadata"]["resourceVersion"]
+
+    def pods_of(self, workload: dict) -> list[dict]:
+        """The pods a Deployment or StatefulSet selects, old and new."""
+        labels = workload["spec"]["selector"]["matchLabels"]
+        return self.objects("v1", "Pod", ",".join(f"{key}={value}" for key, value in sorted(labels.items())))[0]
 
     def watch(self, api_version: str, kind: str, *, resource_version: str, timeout: float,
               label_selector: str = MANAGED) -> Iterator[dict]:
@@ -237,6 +243,77 @@ class Cluster:
             yield from iter_resp_lines(response)
         finally:
             response.release_conn()
+
+
+def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool = False, out=print) -> None:
+    """The log of the server, or of the worker of one queue: its newest ready pod, as `kubectl logs` picks."""
+    from kit.settings import SERVER_NAME
+
+    kind, name = ("Deployment", f"{WORKER_PREFIX}{worker}") if worker else ("StatefulSet", SERVER_NAME)
+    with connect(settings) as k:
+        workload = k.get(MANAGED_KINDS[kind], kind, name)
+        if workload is None:
+            raise UserError(_missing_workload(k, kind, name, worker))
+        pods = k.pods_of(workload)
+        if not pods:
+            raise UserError(f"{kind.lower()}/{name}: has no pods yet; `inv status` shows why")
+        pod = max(pods, key=lambda item: (pod_ready(item), item["metadata"].get("creationTimestamp", "")))
+        container = workload["spec"]["template"]["spec"]["containers"][0]["name"]
+        for line in k.log_lines(pod["metadata"]["name"], container, tail=tail, follow=follow):
+            out(line)
+
+
+def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
+    if not worker:
+        return f"{kind.lower()}/{name}: not in namespace {k.namespace}; run `inv rollout` first"
+    deployments, _ = k.objects(MANAGED_KINDS["Deployment"], "Deployment")
+    queues = [item["metadata"]["name"].removeprefix(WORKER_PREFIX) for item in deployments
+              if item["metadata"]["name"].startswith(WORKER_PREFIX)]
+    return (f"--worker {worker}: no worker for that queue in namespace {k.namespace}; "
+            f"workers run for: {', '.join(queues) or 'no queue yet (run `inv rollout`)'}")
+
+
+def pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions", []))
+
+
+def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=print) -> None:
+    """Delete every object the kit labelled in the namespace (PersistentVolumeClaims only with delete_data).
+
+    The namespace stays: it may hold things that are not the kit's. confirm(question) -> bool is asked
+    once the list is shown; None means yes.
+    """
+    with connect(settings) as k:
+        kinds = [(MANAGED_KINDS[kind], kind) for kind in reversed(MANAGED_KINDS)]
+        doomed = [item for api_version, kind in kinds for item in k.objects(api_version, kind)[0]]
+        claims = k.objects("v1", "PersistentVolumeClaim")[0]
+        if delete_data:
+            doomed += claims
+        if not doomed:
+            out(f"namespace {k.namespace}: nothing of the kit's to delete")
+            return
+        out(f"in namespace {k.namespace} of context '{k.context}':")
+        for item in doomed:
+            out(f"  {describe(item)}")
+        if confirm is not None and not confirm(f"delete these {len(doomed)} objects?"):
+            out("nothing deleted")
+            return
+        for item in doomed:
+            if k.delete(item["apiVersion"], item["kind"], item["metadata"]["name"]):
+                out(f"{describe(item)} deleted")
+        if not delete_data:
+            for claim in claims:
+                out(f"{describe(claim)} kept (the server's data; `inv destroy --delete-data` deletes it)")
+        out(f"namespace/{k.namespace} kept (`kubectl delete namespace {k.namespace}` removes it with all it holds)")
+
+
+def ask(question: str) -> bool:
+    """A yes/no question on the terminal; no answer (or no terminal) is no."""
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def describe(obj: dict) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kit import cluster, release
-from kit.cluster import MANAGED_KINDS, Cluster, describe
+from kit.cluster import MANAGED_KINDS, Cluster, describe, pod_ready
 from kit.errors import UserError
 from kit.settings import SERVER_NAME, Settings
 
@@ -107,12 +107,12 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
 
 def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False, prune: bool = False,
             dry_run: bool = False, force_conflicts: bool = False, timeout: float = DEFAULT_TIMEOUT,
-            out: Out = print, cache_file: str | None = None) -> None:
+            out: Out = print) -> None:
     """Apply everything rendered, prune what is no longer rendered, and wait until the workloads are ready."""
     from kit import manifests
 
     objects = manifests.render(settings, image_reference(settings, tag))
-    with cluster.connect(settings, cache_file=cache_file) as k:
+    with cluster.connect(settings) as k:
         live = live_objects(k)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
@@ -267,8 +267,7 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
 
 def diagnose(k: Cluster, workload: dict, message: str, out: Out) -> None:
     """Why a workload is not ready: its unready pods' reasons, latest events and last log lines."""
-    selector = workload["spec"]["selector"]["matchLabels"]
-    pods, _ = k.objects("v1", "Pod", _selector(selector))
+    pods = k.pods_of(workload)
     events, _ = k.objects("v1", "Event", label_selector=None)
     out(f"{describe(workload)}: {message or 'not ready'}")
     if not pods:
@@ -304,15 +303,6 @@ def _last_log_lines(k: Cluster, pod: str, container: str, previous: bool) -> lis
         if error.status in (400, 404):  # the container has not started yet: no log to show
             return []
         raise
-
-
-def _selector(match_labels: dict) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
-
-
-def pod_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []))
 
 
 def pod_problem(pod: dict, events: list[dict]) -> str:

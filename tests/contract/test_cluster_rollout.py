@@ -1,0 +1,308 @@
+"""`inv rollout` and `inv secrets` through the real kubernetes client against the stand-in API server."""
+
+import base64
+import tempfile
+import threading
+
+import pytest
+
+from kit import rollout
+from kit.errors import UserError
+from tests.rendering import make_settings
+
+NS = "prefect"
+WORKERS = ("prefect-worker-prod-main", "prefect-worker-prod-secondary")
+APPLY = "application/apply-patch+yaml"
+
+
+class Lines(list):
+    """The lines a kit function prints, with actions to run the moment a given line appears."""
+
+    def __init__(self):
+        super().__init__()
+        self.hooks = {}
+
+    def on(self, line, action):
+        self.hooks[line] = action
+
+    def __call__(self, line):
+        self.append(line)
+        if line in self.hooks:
+            self.hooks.pop(line)()
+
+
+@pytest.fixture(autouse=True)
+def discovery_cache(tmp_path, monkeypatch):
+    """DynamicClient caches discovery under the temp dir: give each test its own."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
+@pytest.fixture
+def settings():
+    return make_settings()
+
+
+@pytest.fixture
+def deployed(fakeapi, settings):
+    """A first rollout of tag v1 that got ready, with the controller then switched off."""
+    fakeapi.controller(True)
+    rollout.rollout(settings, tag="v1", timeout=10, out=Lines())
+    fakeapi.controller(False)
+    fakeapi.clear_requests()
+    return fakeapi
+
+
+def generation(api, kind, name):
+    return api.get(kind, NS, name)["metadata"]["generation"]
+
+
+def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi, settings):
+    fakeapi.controller(True)
+    lines = Lines()
+    rollout.rollout(settings, tag="v1", timeout=10, out=lines)
+
+    applied = [line for line in lines if line.endswith(" created")]
+    assert applied[:3] == ["namespace/prefect created", "secret/prefect-config created", "secret/prefect-login-auth created"]
+    assert applied[-2:] == ["ingress/prefect-api created", "ingress/prefect-ui created"]
+    assert {'statefulset "prefect-server" rolling update complete',
+            'deployment "prefect-worker-prod-main" successfully rolled out',
+            'deployment "prefect-worker-prod-secondary" successfully rolled out'} <= set(lines)
+    writes = fakeapi.writes()
+    assert {(w.method, w.content_type, w.query.get("fieldManager")) for w in writes} == {("PATCH", APPLY, "prefect-kit")}
+    image = fakeapi.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "internal-cr:9999/prefect-core:v1"
+
+
+def test_same_rollout_again_writes_nothing_but_the_apply_patches_and_restarts_nothing(deployed, settings):
+    before = {name: generation(deployed, "Deployment", name) for name in WORKERS}
+    lines = Lines()
+    rollout.rollout(settings, tag="v1", timeout=10, out=lines)
+
+    assert [line for line in lines if line.endswith((" created", " configured"))] == []
+    assert len([line for line in lines if line.endswith(" unchanged")]) == 12
+    assert {(w.method, w.content_type) for w in deployed.writes()} == {("PATCH", APPLY)}
+    assert not [r for r in deployed.requests if r.query.get("watch")], "ready workloads need no watch"
+    assert {name: generation(deployed, "Deployment", name) for name in WORKERS} == before
+
+
+def test_changed_secret_rolls_its_consumers_and_nothing_else(fakeapi):
+    database = "postgresql+asyncpg://prefect:{}@db.company.local:5432/prefect"
+    fakeapi.controller(True)
+    rollout.rollout(make_settings(DATABASE_URL=database.format("first-password")), tag="v1", timeout=10, out=Lines())
+    workers = {name: generation(fakeapi, "Deployment", name) for name in WORKERS}
+    server = generation(fakeapi, "StatefulSet", "prefect-server")
+
+    lines = Lines()
+    rollout.rollout(make_settings(DATABASE_URL=database.format("second-password")), tag="v1", timeout=10, out=lines)
+
+    # Only the server reads database-url; the workers' pods must not restart.
+    assert "secret/prefect-config configured" in lines
+    assert "statefulset/prefect-server configured" in lines
+    assert [f"deployment/{name} unchanged" for name in WORKERS] == [l for l in lines if l.startswith("deployment/")]
+    assert generation(fakeapi, "StatefulSet", "prefect-server") == server + 1
+    assert {name: generation(fakeapi, "Deployment", name) for name in WORKERS} == workers
+    stored = fakeapi.get("Secret", NS, "prefect-config")["data"]["database-url"]
+    assert "second-password" in base64.b64decode(stored).decode()
+
+
+def test_new_image_tag_rolls_every_workload_and_leaves_the_secrets(deployed, settings):
+    deployed.controller(True)
+    lines = Lines()
+    rollout.rollout(settings, tag="v2", timeout=10, out=lines)
+
+    assert "secret/prefect-config unchanged" in lines
+    assert "statefulset/prefect-server configured" in lines
+    assert all(f"deployment/{name} configured" in lines for name in WORKERS)
+    for name in WORKERS:
+        pods = [p for p in deployed.objects("Pod", NS) if p["metadata"]["labels"].get("app.kubernetes.io/instance") == name]
+        assert [p["spec"]["containers"][0]["image"] for p in pods] == ["internal-cr:9999/prefect-core:v2"]
+
+
+def test_rollout_that_never_gets_ready_times_out_and_says_why(deployed, settings):
+    lines = Lines()
+    lines.on(f"deployment/{WORKERS[0]} configured", lambda: deployed.make_unready(
+        "Deployment", NS, WORKERS[0], "ImagePullBackOff", 'Back-off pulling image "internal-cr:9999/prefect-core:v2"'))
+    lines.on(f"deployment/{WORKERS[1]} configured", lambda: deployed.make_ready("Deployment", NS, WORKERS[1]))
+    lines.on("statefulset/prefect-server configured", lambda: deployed.make_ready("StatefulSet", NS, "prefect-server"))
+
+    def pulling():
+        pod = next(p for p in deployed.objects("Pod", NS) if p["metadata"]["name"].startswith(WORKERS[0]))
+        deployed.event(pod, "Failed", "Failed to pull image: manifest unknown")
+
+    lines.on(f"deployment/{WORKERS[1]} configured", lambda: (deployed.make_ready("Deployment", NS, WORKERS[1]), pulling()))
+
+    with pytest.raises(UserError, match=rf"rollout: not ready after 1s: deployment/{WORKERS[0]};"):
+        rollout.rollout(settings, tag="v2", timeout=1, out=lines)
+
+    report = "\n".join(lines)
+    assert f'deployment/{WORKERS[0]}: deployment "{WORKERS[0]}": 0 of 1 updated replicas are available' in report
+    assert 'ImagePullBackOff: Back-off pulling image "internal-cr:9999/prefect-core:v2"' in report
+    assert "Warning Failed: Failed to pull image: manifest unknown" in report
+    assert f"deployment/{WORKERS[1]}:" not in report, "a ready workload needs no diagnosis"
+
+
+def test_crash_loop_shows_the_last_log_lines(deployed, settings):
+    def crash():
+        deployed.make_unready("StatefulSet", NS, "prefect-server", "CrashLoopBackOff",
+                              "back-off 40s restarting failed container=server", restarts=3)
+        deployed.log(NS, "prefect-server-0", "starting\nsqlite3.OperationalError: unable to open database file")
+
+    lines = Lines()
+    lines.on("statefulset/prefect-server configured", crash)
+    with pytest.raises(UserError, match="statefulset/prefect-server"):
+        rollout.rollout(settings, tag="v2", timeout=1, out=lines)
+
+    report = "\n".join(lines)
+    assert ("pod/prefect-server-0: CrashLoopBackOff: back-off 40s restarting failed container=server "
+            "(container server last exited with code 1, Error)") in report
+    assert "last 2 log lines of server (previous run):" in report
+    assert "sqlite3.OperationalError: unable to open database file" in report
+
+
+def test_progress_deadline_stops_the_wait_at_once(deployed, settings):
+    def stuck():
+        status = deployed.get("Deployment", NS, WORKERS[0])["status"]
+        status["observedGeneration"] += 1
+        status["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+        deployed.set_status("Deployment", NS, WORKERS[0], status)
+
+    lines = Lines()
+    lines.on("statefulset/prefect-server configured", lambda: deployed.make_ready("StatefulSet", NS, "prefect-server"))
+    lines.on(f"deployment/{WORKERS[0]} configured", stuck)
+    with pytest.raises(UserError, match=f'rollout: deployment "{WORKERS[0]}" exceeded its progress deadline: '
+                                        f'deployment/{WORKERS[0]}, deployment/{WORKERS[1]};'):
+        rollout.rollout(settings, tag="v2", timeout=30, out=lines)
+
+
+def test_wait_resumes_a_dropped_watch_and_still_sees_the_workloads_get_ready(deployed, settings):
+    def drop_then_ready():
+        wait_for_watches(deployed, 1)
+        deployed.drop_watches()
+        for kind, name in [("StatefulSet", "prefect-server")] + [("Deployment", name) for name in WORKERS]:
+            deployed.make_ready(kind, NS, name)
+
+    threading.Thread(target=drop_then_ready, daemon=True).start()
+    lines = Lines()
+    rollout.rollout(settings, tag="v2", timeout=10, out=lines)
+
+    assert f'deployment "{WORKERS[1]}" successfully rolled out' in lines
+    watches = [r for r in deployed.requests if r.query.get("watch") == "true"]
+    assert len(watches) >= 2 and all(w.query.get("resourceVersion") for w in watches)
+
+
+def test_wait_lists_again_when_the_watch_history_is_gone(deployed, settings):
+    def compact_then_ready():
+        wait_for_watches(deployed, 1)
+        deployed.compact()
+        deployed.drop_watches()
+        deployed.make_ready("StatefulSet", NS, "prefect-server")
+        for name in WORKERS:
+            deployed.make_ready("Deployment", NS, name)
+
+    threading.Thread(target=compact_then_ready, daemon=True).start()
+    lines = Lines()
+    rollout.rollout(settings, tag="v2", timeout=10, out=lines)
+    assert f'deployment "{WORKERS[1]}" successfully rolled out' in lines
+
+
+def wait_for_watches(api, count, seconds=5.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while len([r for r in api.requests if r.query.get("watch") == "true"]) < count:
+        assert time.monotonic() < deadline, "the rollout never started watching"
+        time.sleep(0.01)
+
+
+def test_field_manager_conflict_is_reported_and_force_takes_the_field_back(deployed, settings):
+    edited = deployed.get("Deployment", NS, WORKERS[0])
+    edited["spec"]["replicas"] = 3
+    deployed.put(edited)
+    deployed.set_owner("Deployment", NS, WORKERS[0], ".spec.replicas", "kubectl-edit")
+
+    with pytest.raises(UserError, match=r"conflict with \"kubectl-edit\".*`inv rollout --force-conflicts`"):
+        rollout.rollout(settings, tag="v1", timeout=1, out=Lines())
+
+    deployed.controller(True)
+    rollout.rollout(settings, tag="v1", force_conflicts=True, timeout=10, out=Lines())
+    assert deployed.get("Deployment", NS, WORKERS[0])["spec"]["replicas"] == 1
+
+
+def test_prune_deletes_what_the_kit_no_longer_renders_and_nothing_else(fakeapi):
+    fakeapi.controller(True)
+    rollout.rollout(make_settings(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-secret"), tag="v1", timeout=10,
+                    out=Lines())
+    assert fakeapi.get("Secret", NS, "regcred")
+    foreign = fakeapi.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-secret", "namespace": NS},
+                           "data": {"x": "eA=="}})
+
+    lines = Lines()
+    rollout.rollout(make_settings(), tag="v1", prune=True, timeout=10, out=lines)
+
+    assert "secret/regcred pruned" in lines
+    assert fakeapi.get("Secret", NS, "regcred") is None
+    assert fakeapi.get("Secret", NS, "team-secret") == foreign
+    assert fakeapi.get("Namespace", None, NS)
+
+
+def test_without_prune_nothing_is_deleted(fakeapi):
+    fakeapi.controller(True)
+    rollout.rollout(make_settings(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-secret"), tag="v1", timeout=10,
+                    out=Lines())
+    rollout.rollout(make_settings(), tag="v1", timeout=10, out=Lines())
+    assert fakeapi.get("Secret", NS, "regcred")
+    assert not [w for w in fakeapi.writes() if w.method == "DELETE"]
+
+
+def test_dry_run_changes_nothing_and_hides_secret_values(deployed):
+    lines = Lines()
+    rollout.rollout(make_settings(PREFECT_PASSWORD="a-brand-new-password"), tag="v2", dry_run=True, out=lines)
+
+    assert "secret/prefect-config configured (server dry run)" in lines
+    assert "  data.auth-string: changed (value hidden)" in lines
+    assert '  spec.template.spec.containers[0].image: "internal-cr:9999/prefect-core:v1" -> ' \
+           '"internal-cr:9999/prefect-core:v2"' in lines
+    assert not any("a-brand-new-password" in line for line in lines)
+    assert all(w.query.get("dryRun") == "All" for w in deployed.writes())
+    assert deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1")
+
+
+def test_dry_run_into_a_missing_namespace_reports_creations_without_writing(fakeapi, settings):
+    lines = Lines()
+    rollout.rollout(settings, tag="v1", dry_run=True, out=lines)
+    assert lines[0] == "namespace/prefect created (server dry run)"
+    assert lines[1] == "secret/prefect-config created (dry run; namespace prefect does not exist yet)"
+    assert fakeapi.objects("Namespace") == []
+
+
+def test_restart_stamps_the_pod_templates_and_a_later_rollout_keeps_the_stamp(deployed, settings):
+    deployed.controller(True)
+    lines = Lines()
+    rollout.rollout(settings, tag="v1", restart=True, timeout=10, out=lines)
+    assert "statefulset/prefect-server restarted" in lines
+    annotations = deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["metadata"]["annotations"]
+    stamp = annotations["kubectl.kubernetes.io/restartedAt"]
+
+    again = Lines()
+    rollout.rollout(settings, tag="v1", timeout=10, out=again)
+    assert f"deployment/{WORKERS[0]} unchanged" in again
+    annotations = deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kubectl.kubernetes.io/restartedAt"] == stamp
+
+
+def test_database_mode_switch_is_refused_before_anything_is_applied(deployed):
+    switched = make_settings(DATABASE_URL="postgresql+asyncpg://prefect:pw@db.company.local:5432/prefect")
+    with pytest.raises(UserError, match="StatefulSet prefect-server: the live server keeps its database in SQLite"):
+        rollout.rollout(switched, tag="v1", out=Lines())
+    assert deployed.writes() == []
+
+
+def test_secrets_applies_the_namespace_and_the_secrets_only(fakeapi, settings):
+    lines = Lines()
+    rollout.secrets(settings, out=lines)
+    assert lines == ["namespace/prefect created", "secret/prefect-config created", "secret/prefect-login-auth created"]
+    assert fakeapi.objects("Deployment") == []
+
+    again = Lines()
+    rollout.secrets(settings, out=again)
+    assert again == ["namespace/prefect unchanged", "secret/prefect-config unchanged", "secret/prefect-login-auth unchanged"]
