@@ -78,7 +78,7 @@ def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
             if error.response.status_code == 401:
                 raise UserError(
                     f"PREFECT_USER/PREFECT_PASSWORD: {url} answered 401 Unauthorized; the server's auth string "
-                    "differs from .env: fix .env, or run `inv secrets rollout` so the server uses it"
+                    "differs from .env: fix .env, or roll .env's out to the server (`inv rollout`)"
                 ) from None
             raise
 

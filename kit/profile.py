@@ -24,4 +24,7 @@ def write(settings: Settings, api_url: str | None = None, activate: bool = False
     if activate:
         profiles.set_active(settings.namespace)
     save_profiles(profiles)
-    return settings.namespace, get_current_settings().profiles_path
+    path = get_current_settings().profiles_path
+    # It now holds the password; Prefect sets 0600 only on a file it creates.
+    path.chmod(0o600)
+    return settings.namespace, path
