@@ -86,3 +86,23 @@ def flows(c, api_url="", code_dir=""):
     from kit import flows as prefect_flows, settings
 
     prefect_flows.deploy(settings.load(), api_url or None, code_dir or prefect_flows.IMAGE_FLOWS_DIR)
+
+
+@task(help={
+    "tag": "image tag (default: the git short sha of HEAD, with -dirty for uncommitted changes)",
+    "no_cache": "rebuild every layer instead of reusing cached ones",
+    "platform": "platform to build for (default IMAGE_PLATFORM, linux/amd64): your cluster's, not your laptop's",
+})
+def build(c, tag="", no_cache=False, platform=""):
+    """Build the image (drivers and extras from .env), tag it :<git sha> and :latest."""
+    from kit import image, settings
+
+    image.build(settings.load(), ROOT, tag=tag, no_cache=no_cache, platform=platform)
+
+
+@task
+def push(c):
+    """Push the image `inv build` made (logging in with REGISTRY_USER) and record its digest."""
+    from kit import image, settings
+
+    image.push(settings.load(), ROOT)
