@@ -106,3 +106,70 @@ def push(c):
     from kit import image, settings
 
     image.push(settings.load(), ROOT)
+
+
+@task(help={"dry_run": "ask the API server what would change (dryRun=All) and change nothing; values stay hidden"})
+def secrets(c, dry_run=False):
+    """Apply the namespace and the rendered Secrets to the cluster, nothing else."""
+    from kit import rollout as kit_rollout, settings
+
+    kit_rollout.secrets(settings.load(), dry_run=dry_run)
+
+
+@task(help={
+    "tag": "image tag to roll out (default: what `inv build push` recorded for this commit, pinned by digest)",
+    "restart": "restart every pod even when nothing changed, as `kubectl rollout restart` does",
+    "prune": "delete objects the kit applied before and no longer renders (found by its labels)",
+    "dry_run": "ask the API server what would change (dryRun=All) and change nothing; Secret values stay hidden",
+    "force_conflicts": "take back fields another field manager (kubectl edit, another tool) has changed",
+    "timeout": "seconds to wait for the server and workers to become ready (default 300)",
+})
+def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, timeout=300):
+    """Apply everything rendered to the cluster and wait until the server and workers are ready."""
+    from kit import rollout as kit_rollout, settings
+
+    kit_rollout.rollout(settings.load(), tag=tag or None, restart=restart, prune=prune, dry_run=dry_run,
+                        force_conflicts=force_conflicts, timeout=timeout)
+
+
+@task
+def status(c):
+    """Show the kit's pods and workloads, the public URL, and the work pools with their workers."""
+    from kit import settings, status as kit_status
+
+    kit_status.show(settings.load())
+
+
+@task(help={
+    "no_cache": "rebuild every image layer instead of reusing cached ones",
+    "timeout": "seconds the rollout waits for the server and workers (default 300)",
+    "api_url": "Prefect API for pools and flows instead of the public one, e.g. http://127.0.0.1:4200/api",
+})
+def deploy(c, no_cache=False, timeout=300, api_url=""):
+    """Build, push, apply Secrets, roll out, sync pools, deploy flows, show status: stops at the first failure."""
+    from kit import deploy as kit_deploy, settings
+
+    kit_deploy.deploy(settings.load(), no_cache=no_cache, timeout=timeout, api_url=api_url or None)
+
+
+@task(help={
+    "worker": "show the worker of this work queue (e.g. prod-main) instead of the server",
+    "follow": "keep streaming new lines until the pod stops (Ctrl-C to leave)",
+    "tail": "lines of history to show (default 100)",
+})
+def logs(c, worker="", follow=False, tail=100):
+    """Show the recent log of the Prefect server, or of one worker."""
+    from kit import cluster, settings
+
+    cluster.logs(settings.load(), worker=worker, tail=tail, follow=follow)
+
+
+@task(help={
+    "yes": "do not ask for confirmation",
+    "delete_data": "also delete the server's PersistentVolumeClaims: the SQLite database is lost",
+})
+def destroy(c, yes=False, delete_data=False):
+    """Delete what the kit created in the namespace; keeps the data volume unless --delete-data."""
+    from kit import cluster, settings
+
+    cluster.destroy(settings.load(), delete_data=delete_data, confirm=None if yes else cluster.ask)

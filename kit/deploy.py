@@ -1,0 +1,45 @@
+"""`inv deploy`: build → push → secrets → rollout → pools → flows → status, stopping at the first failure.
+
+Each step is the same kit function its own task calls; this module only orders them and says where a
+failed deploy stopped, so the user knows which steps are already done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from kit import ROOT, rollout
+from kit.errors import UserError
+from kit.settings import Settings
+
+
+def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollout.DEFAULT_TIMEOUT,
+           api_url: str | None = None, out: Callable[[str], None] = print) -> None:
+    from kit import flows, image, pools, status
+
+    with _step("build", out):
+        image.build(settings, ROOT, no_cache=no_cache, echo=out)
+    with _step("push", out):
+        pushed = image.push(settings, ROOT, echo=out)
+    with _step("secrets", out):
+        rollout.secrets(settings, out=out)
+    with _step("rollout", out):
+        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, out=out)
+    with _step("pools", out):
+        for line in pools.sync(settings, api_url):
+            out(line)
+    with _step("flows", out):
+        flows.deploy(settings, api_url)
+    with _step("status", out):
+        status.show(settings, out=out)
+
+
+@contextmanager
+def _step(name: str, out: Callable[[str], None]) -> Iterator[None]:
+    out(f"==> {name}")
+    try:
+        yield
+    except UserError as error:
+        raise UserError(*error.problems, f"deploy: stopped at `{name}` (the steps before it are done); "
+                                         "fix the above and run `inv deploy` again") from None

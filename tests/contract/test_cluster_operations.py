@@ -1,0 +1,181 @@
+"""Connection errors, `inv status`, `inv logs` and `inv destroy` through the real client against the stand-in."""
+
+import socket
+import tempfile
+import threading
+
+import pytest
+
+from kit import cluster, rollout, status
+from kit.errors import UserError
+from tests.contract.test_cluster_rollout import NS, WORKERS, Lines
+from tests.rendering import make_settings
+
+
+@pytest.fixture(autouse=True)
+def discovery_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
+@pytest.fixture
+def settings():
+    return make_settings()
+
+
+@pytest.fixture
+def deployed(fakeapi, settings):
+    fakeapi.controller(True)
+    rollout.rollout(settings, tag="v1", timeout=10, out=Lines())
+    return fakeapi
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# ---- connection
+
+
+def test_unreachable_api_server_is_one_line_naming_context_and_server(fakeapi, settings, tmp_path, monkeypatch):
+    port = closed_port()
+    fakeapi.url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("KUBECONFIG", fakeapi.write_kubeconfig(str(tmp_path / "dead")))
+    with pytest.raises(UserError) as raised:
+        rollout.secrets(settings, out=Lines())
+    assert raised.value.problems == (
+        f"KUBE_CONTEXT: cannot reach the API server of context 'fakeapi' (http://127.0.0.1:{port}): "
+        "Connection refused; check that the cluster is running and that this is the right context",)
+
+
+def test_rejected_credentials_are_one_line(fakeapi, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", fakeapi.write_kubeconfig(str(tmp_path / "stale"), token="expired"))
+    with pytest.raises(UserError, match=rf"^KUBE_CONTEXT: the API server of context 'fakeapi' \({fakeapi.url}\) "
+                                        r"rejected the credentials \(401 Unauthorized\)"):
+        rollout.secrets(settings, out=Lines())
+
+
+def test_forbidden_names_what_was_refused(fakeapi, settings):
+    fakeapi.deny(403, f"/api/v1/namespaces/{NS}/secrets")
+    with pytest.raises(UserError) as raised:
+        rollout.secrets(settings, out=Lines())
+    (problem,) = raised.value.problems
+    assert problem.startswith(f"KUBE_CONTEXT: context 'fakeapi' ({fakeapi.url}) is not allowed to do this: ")
+    assert 'cannot patch resource "secrets"' in problem and f"ask a cluster admin for a Role allowing it in namespace {NS}" in problem
+
+
+def test_unknown_context_lists_the_known_ones(fakeapi):
+    with pytest.raises(UserError, match=r"KUBE_CONTEXT: context 'production' is not in .*; choose one of: fakeapi$"):
+        cluster.connect(make_settings(KUBE_CONTEXT="production"))
+
+
+def test_no_kubeconfig_outside_a_pod(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(UserError, match=r"KUBE_CONTEXT: no kubeconfig at .*missing and not running in a pod"):
+        cluster.connect(make_settings())
+
+
+# ---- status
+
+
+def test_status_shows_pods_and_workloads_like_kubectl(deployed, settings):
+    with cluster.connect(settings) as k:
+        lines = status.cluster_lines(k, cluster.now())
+    assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    server = next(line for line in lines if line.startswith("prefect-server-0 "))
+    assert server.split()[1:4] == ["1/1", "Running", "0"]
+    assert len([line for line in lines if line.startswith("prefect-worker-")]) == 2
+    workloads = lines[lines.index("") + 1:]
+    assert workloads[0].split() == ["WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"]
+    assert workloads[1].split() == ["statefulset/prefect-server", "1", "1", "1", "v1"]
+
+
+def test_status_shows_a_crash_loop(deployed, settings):
+    deployed.make_unready("Deployment", NS, WORKERS[0], "CrashLoopBackOff", "back-off", restarts=5)
+    with cluster.connect(settings) as k:
+        lines = status.cluster_lines(k, cluster.now())
+    crashing = next(line for line in lines if line.startswith(WORKERS[0] + "-"))
+    assert crashing.split()[1:4] == ["0/1", "CrashLoopBackOff", "5"]
+
+
+def test_status_prints_the_url_and_the_prefect_half_when_the_cluster_is_down(fakeapi, tmp_path, monkeypatch):
+    fakeapi.url = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("KUBECONFIG", fakeapi.write_kubeconfig(str(tmp_path / "dead")))
+    monkeypatch.setattr("kit.pools.status", lambda settings: ["pool production: ready"])
+    lines = Lines()
+    with pytest.raises(UserError, match="cannot reach the API server"):
+        status.show(make_settings(), out=lines)
+    assert lines == ["url: http://prefect.company.local/", "pool production: ready"]
+
+
+# ---- logs
+
+
+def test_logs_of_the_server_and_of_one_worker(deployed, settings):
+    deployed.log(NS, "prefect-server-0", "one\ntwo\nthree")
+    worker = next(p for p in deployed.objects("Pod", NS) if p["metadata"]["name"].startswith(WORKERS[1]))
+    deployed.log(NS, worker["metadata"]["name"], "polling prod-secondary")
+
+    server = Lines()
+    cluster.logs(settings, tail=2, out=server)
+    assert server == ["two", "three"]
+    worker_lines = Lines()
+    cluster.logs(settings, worker="prod-secondary", out=worker_lines)
+    assert worker_lines == ["polling prod-secondary"]
+
+
+def test_logs_follow_streams_until_the_pod_goes(deployed, settings):
+    deployed.log(NS, "prefect-server-0", "started")
+    lines = Lines()
+    lines.on("started", lambda: deployed.log(NS, "prefect-server-0", "serving"))
+    lines.on("serving", lambda: threading.Thread(target=deployed.delete, args=("Pod", NS, "prefect-server-0")).start())
+    cluster.logs(settings, follow=True, out=lines)
+    assert lines == ["started", "serving"]
+
+
+def test_logs_of_an_unknown_queue_names_the_ones_with_workers(deployed, settings):
+    with pytest.raises(UserError, match="--worker nightly: no worker for that queue in namespace prefect; "
+                                        "workers run for: prod-main, prod-secondary"):
+        cluster.logs(settings, worker="nightly", out=Lines())
+
+
+# ---- destroy
+
+
+def claim(api):
+    return api.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+        "name": "data-prefect-server-0", "namespace": NS,
+        "labels": {"app.kubernetes.io/managed-by": "prefect-kit", "app.kubernetes.io/component": "server"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+
+def test_destroy_asks_first_and_a_no_deletes_nothing(deployed, settings):
+    before = {kind: deployed.objects(kind, NS) for kind in ("Secret", "Deployment", "Ingress")}
+    lines = Lines()
+    cluster.destroy(settings, confirm=lambda question: False, out=lines)
+    assert lines[-1] == "nothing deleted"
+    assert {kind: deployed.objects(kind, NS) for kind in before} == before
+
+
+def test_destroy_removes_the_kits_objects_and_keeps_the_data_and_the_namespace(deployed, settings):
+    claim(deployed)
+    foreign = deployed.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team", "namespace": NS}})
+    questions = []
+    cluster.destroy(settings, confirm=lambda question: questions.append(question) or True, out=Lines())
+
+    assert questions == ["delete these 11 objects?"]
+    for kind in ("Deployment", "StatefulSet", "Service", "Ingress", "NetworkPolicy"):
+        assert deployed.objects(kind, NS) == []
+    assert deployed.objects("Secret", NS) == [foreign]
+    assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0")
+    assert deployed.get("Namespace", None, NS)
+
+
+def test_destroy_with_delete_data_removes_the_volume_claims(deployed, settings):
+    claim(deployed)
+    lines = Lines()
+    cluster.destroy(settings, delete_data=True, out=lines)
+    assert "persistentvolumeclaim/data-prefect-server-0 deleted" in lines
+    assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0") is None
