@@ -59,17 +59,21 @@ def port_forward_hint(settings: Settings) -> str:
 @contextmanager
 def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
             first_delay: float = FIRST_DELAY) -> Iterator["SyncPrefectClient"]:
-    """A synchronous Prefect client for `url`, once the API answers; 401 becomes a UserError."""
+    """A synchronous Prefect client for `url`, once the API answers; HTTP failures become one-line UserErrors."""
     import httpx
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from prefect.settings import (PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL,
+                                  PREFECT_CLIENT_MAX_RETRIES, temporary_settings)
 
     warning = api_key_warning(os.environ)
     if warning:
         print(warning, file=sys.stderr)
-    # The key is dropped (not only outranked) so that nothing Prefect does in this process sends it.
-    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: settings.auth_string},
-                            restore_defaults={PREFECT_API_KEY}):
+    # One settings context, because each costs ~0.2 s when a .env lies in the working directory (Prefect
+    # parses it again for every settings model). The key is dropped, not only outranked, so nothing Prefect
+    # does in this process sends it. The client's own retries (up to a minute on a 503) are off: the
+    # probe below waits instead, and every kit operation may simply be run again.
+    updates = {PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: settings.auth_string, PREFECT_CLIENT_MAX_RETRIES: 0}
+    with temporary_settings(updates=updates, restore_defaults={PREFECT_API_KEY}):
         _wait_until_healthy(settings, url, attempts, first_delay)
         try:
             with get_client(sync_client=True) as client:
@@ -80,17 +84,18 @@ def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
                     f"PREFECT_USER/PREFECT_PASSWORD: {url} answered 401 Unauthorized; the server's auth string "
                     "differs from .env: fix .env, or roll .env's out to the server (`inv rollout`)"
                 ) from None
-            raise
+            if error.response.status_code < 500:
+                raise
+            raise UserError(f"Prefect API {url}: {_describe(error)} midway; run the command again") from None
+        except httpx.TransportError as error:
+            raise UserError(f"Prefect API {url}: {_describe(error)} midway; run the command again") from None
 
 
 def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay: float) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
     delay = first_delay
-    # The client's own retries (up to a minute on 503) would hide our backoff and its message.
-    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), \
-            get_client(sync_client=True, httpx_settings={"timeout": PROBE_TIMEOUT}) as probe:
+    with get_client(sync_client=True, httpx_settings={"timeout": PROBE_TIMEOUT}) as probe:
         for attempt in range(1, attempts + 1):
             error = probe.api_healthcheck()
             if error is None:
@@ -105,6 +110,6 @@ def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay
 def _describe(error: Exception) -> str:
     response = getattr(error, "response", None)
     if response is not None:
-        return f"/health answered HTTP {response.status_code}"
+        return f"{response.request.url.path} answered HTTP {response.status_code}"
     text = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,53 @@
+"""Wall time of a no-change `inv pools` against a local Prefect server, Prefect's own import included
+(goal: median <= 2.5 s, and no writes).
+
+Starts `prefect server start` on a free port with a throwaway .env's auth string, runs `inv pools` once
+to create the pools, then times the runs that must find nothing to do.
+
+Usage: .venv/bin/python bench/pools_nochange.py [runs]
+"""
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kit import pools, settings  # noqa: E402
+from tests.integration.prefect_server import clean_environment, prefect_server  # noqa: E402
+
+INV = Path(sys.executable).parent / "inv"
+GOAL = 2.5
+
+
+def main(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env_file = Path(tmp) / ".env"
+        text = settings.fill_template((ROOT / ".env.example").read_text(),
+                                      {"PREFECT_PASSWORD": settings.generate_password()})
+        settings.write_env_file(env_file, text)
+        auth = settings.load(env_file).auth_string
+        with prefect_server(Path(tmp), {"PREFECT_SERVER_API_AUTH_STRING": auth}) as server:
+            command = [INV, "pools", "--api-url", server.api_url]
+            env = clean_environment({"KIT_ENV_FILE": str(env_file)})
+            subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)  # creates the pools
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                done = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+                times.append(time.perf_counter() - start)
+                writes = [line for line in done.stdout.splitlines() if not line.startswith("unchanged ")]
+                if writes:
+                    sys.exit(f"not a no-change run: {writes}")
+    median = statistics.median(times)
+    verdict = "meets" if median <= GOAL else "misses"
+    print(f"inv pools (no change, {len(pools.load())} pool(s)): median {median:.3f} s, min {min(times):.3f} s, "
+          f"max {max(times):.3f} s over {runs} runs ({verdict} the {GOAL} s goal)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
