@@ -104,7 +104,7 @@ class Cluster:
         return False
 
     def explain(self, error: BaseException) -> str | None:
-        """The one line a user needs for an unreachable server, 401 or 403; None for anything else."""
+        """The one line a user needs for an unreachable or failing server, 401 or 403; None for anything else."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -119,6 +119,8 @@ class Cluster:
         if isinstance(error, HTTPError):
             return (f"KUBE_CONTEXT: cannot reach the API server of {where}: {connection_reason(error)}; "
                     "check that the cluster is running and that this is the right context")
+        if status is not None and status >= 500:
+            return f"KUBE_CONTEXT: the API server of {where} failed: {status_message(error)}; try again"
         return None
 
     @property

@@ -207,6 +207,7 @@ def _is_done(obj: dict) -> bool:
 
 def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float, out: Out) -> None:
     """Watch one kind until all of its workloads are done, resuming dropped watches where they stopped."""
+    from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import GoneError
     from urllib3.exceptions import HTTPError, MaxRetryError
 
@@ -257,10 +258,12 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
             pause = 0.0
         except GoneError:
             version = None
-        except HTTPError as error:
-            # The stream was cut (API server restart, proxy timeout): resume from the last version seen.
-            # Only when the server cannot be reached at all is there a reason to pause before retrying.
-            if isinstance(error, MaxRetryError):
+        except (HTTPError, ApiException) as error:
+            # A cut stream (API server restart, proxy timeout) resumes at once from the last version seen;
+            # a server that is down or answering 5xx/429 is retried after a growing pause, until the deadline.
+            if isinstance(error, ApiException) and not (error.status == 429 or error.status >= 500):
+                raise
+            if isinstance(error, (MaxRetryError, ApiException)):
                 pause = min(2.0, pause * 2 or 0.2)
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
 

@@ -205,6 +205,16 @@ def test_wait_lists_again_when_the_watch_history_is_gone(deployed, settings):
     assert f'deployment "{WORKERS[1]}" successfully rolled out' in lines
 
 
+def test_wait_retries_an_api_server_that_answers_503_while_restarting(deployed, settings):
+    deployed.controller(True)
+    lines = Lines()
+    lines.on(f"deployment/{WORKERS[1]} configured",
+             lambda: deployed.fail(f"/apis/apps/v1/namespaces/{NS}/deployments", 503, times=2))
+    rollout.rollout(settings, tag="v2", timeout=10, out=lines)
+    assert f'deployment "{WORKERS[1]}" successfully rolled out' in lines
+    assert [r.status for r in deployed.requests if r.path.endswith("/deployments")].count(503) == 2
+
+
 def wait_for_watches(api, count, seconds=5.0):
     import time
 
