@@ -1,0 +1,101 @@
+"""API requests of a no-change `inv rollout`, and how long rollout takes to return once the last workload is ready.
+
+Both against the contract layer's stand-in API server (tests/contract/fakeapi.py) through the real client.
+Goal for the delay: at most 1 s between the last workload becoming ready and rollout returning.
+
+Usage: .venv/bin/python bench/rollout_requests.py [runs]
+"""
+
+import collections
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kit import rollout  # noqa: E402
+from tests.contract.fakeapi import FakeApi  # noqa: E402
+from tests.rendering import make_settings  # noqa: E402
+
+NS = "prefect"
+GOAL = 1.0
+WORKLOADS = [("StatefulSet", "prefect-server"), ("Deployment", "prefect-worker-prod-main"),
+             ("Deployment", "prefect-worker-prod-secondary")]
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def count_no_change(api: FakeApi, settings, cold: bool) -> collections.Counter:
+    if cold:
+        for cache in Path(tempfile.gettempdir()).glob("osrcp-*.json"):
+            cache.unlink()
+    api.clear_requests()
+    rollout.rollout(settings, tag="v1", timeout=10, out=quiet)
+    kinds = collections.Counter()
+    for request in api.requests:
+        if request.query.get("watch"):
+            kinds["WATCH"] += 1
+        elif request.method == "GET" and (request.path.count("/") <= 3 or request.path == "/version"):
+            kinds["discovery GET"] += 1
+        else:
+            kinds[request.method] += 1
+    return kinds
+
+
+def ready_delay(api: FakeApi, settings, tag: str) -> float:
+    """Seconds from the last workload's ready status to rollout returning."""
+    made_ready = {}
+
+    def controller():
+        deadline = time.monotonic() + 10
+        while not [r for r in api.requests if r.query.get("watch") == "true"]:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+        time.sleep(0.2)  # rollout is now blocked in its watch, as it would be while pods start
+        for kind, name in WORKLOADS:
+            api.make_ready(kind, NS, name)
+        made_ready["at"] = time.perf_counter()
+
+    api.clear_requests()
+    helper = threading.Thread(target=controller)
+    helper.start()
+    rollout.rollout(settings, tag=tag, timeout=10, out=quiet)
+    returned = time.perf_counter()
+    helper.join()
+    return returned - made_ready["at"]
+
+
+def main(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        tempfile.tempdir = workdir  # the discovery cache goes here, not into the shared /tmp
+        api = FakeApi().start()
+        os.environ["KUBECONFIG"] = api.write_kubeconfig(str(Path(workdir) / "kubeconfig"))
+        settings = make_settings()
+        try:
+            api.controller(True)
+            rollout.rollout(settings, tag="v1", timeout=10, out=quiet)
+            api.controller(False)
+            for cold in (True, False):
+                kinds = count_no_change(api, settings, cold)
+                label = "cold discovery cache" if cold else "warm discovery cache"
+                detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+                print(f"no-change rollout, {label}: {sum(kinds.values())} requests ({detail})")
+            delays = [ready_delay(api, settings, f"v{run + 2}") for run in range(runs)]
+        finally:
+            api.stop()
+    median = statistics.median(delays)
+    verdict = "meets" if max(delays) <= GOAL else "misses"
+    print(f"last workload ready -> rollout returned: median {median * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms "
+          f"over {runs} rollouts ({verdict} the {GOAL:g} s goal)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
