@@ -73,21 +73,21 @@ def parse(text: str, source: str = POOLS_FILE) -> tuple[Pool, ...]:
     if not isinstance(document, dict) or not isinstance(document.get("pools"), list) or not document["pools"]:
         raise UserError(f"{source}: must be a mapping with a non-empty list `pools:` (see the README, `inv pools`)")
     problems = _unknown_keys(document, ("pools",), source)
-    pools = [pool for index, raw in enumerate(document["pools"])
-             if (pool := _parse_pool(raw, f"{source}: pools[{index}]", problems))]
+    pools = [pool for index, raw in enumerate(document["pools"]) if (pool := _parse_pool(raw, source, index, problems))]
     problems += [f"{source}: pool {name!r} declared twice; keep one" for name in _repeated(p.name for p in pools)]
     if problems:
         raise UserError(*problems)
     return tuple(pools)
 
 
-def _parse_pool(raw: Any, where: str, problems: list[str]) -> Pool | None:
+def _parse_pool(raw: Any, source: str, index: int, problems: list[str]) -> Pool | None:
+    where = f"{source}: pools[{index}]"
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping with name, type and queues")
         return None
     name = raw.get("name")
     if _check_name(name, 63, where, problems):
-        where = f"{where.split(':')[0]}: pool {name!r}"
+        where = f"{source}: pool {name!r}"
         if name.startswith("prefect"):
             problems.append(f"{where}: Prefect reserves names starting with 'prefect'; choose another name")
     problems += _unknown_keys(raw, _POOL_KEYS, where)
@@ -102,8 +102,7 @@ def _parse_pool(raw: Any, where: str, problems: list[str]) -> Pool | None:
     if not isinstance(raw_queues, list):
         problems.append(f"{where}: queues must be a list of mappings with a name")
         raw_queues = []
-    queues = [queue for index, item in enumerate(raw_queues)
-              if (queue := _parse_queue(item, f"{where}, queues[{index}]", problems))]
+    queues = [queue for index, item in enumerate(raw_queues) if (queue := _parse_queue(item, where, index, problems))]
     problems += [f"{where}: queue {name!r} declared twice; keep one" for name in _repeated(q.name for q in queues)]
     # Prefect keeps priorities unique in a pool by moving the others down: a shared one would flip every run.
     problems += [f"{where}: priority {priority} given to two queues; give each queue its own"
@@ -113,13 +112,14 @@ def _parse_pool(raw: Any, where: str, problems: list[str]) -> Pool | None:
     return Pool(name, pool_type, limit, paused is True, tuple(queues))
 
 
-def _parse_queue(raw: Any, where: str, problems: list[str]) -> Queue | None:
+def _parse_queue(raw: Any, pool_where: str, index: int, problems: list[str]) -> Queue | None:
+    where = f"{pool_where}, queues[{index}]"
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping with a name")
         return None
     name = raw.get("name")
     if _check_name(name, MAX_QUEUE_NAME, where, problems):
-        where = f"{where.rsplit(', ', 1)[0]}, queue {name!r}"
+        where = f"{pool_where}, queue {name!r}"
     problems += _unknown_keys(raw, _QUEUE_KEYS, where)
     priority = raw.get("priority")
     if priority is not None and (not _is_int(priority) or priority < 1):
@@ -183,7 +183,7 @@ class LiveQueue:
     description: str = ""
     status: str = ""
     late_runs: int = 0
-    # Counted only for queues that --prune would delete.
+    # Counted only when pruning: it decides whether a queue may be deleted.
     scheduled_runs: int = 0
 
 
@@ -265,7 +265,7 @@ def plan(declared: tuple[Pool, ...], live: dict[str, LivePool], prune: bool = Fa
             elif queue.scheduled_runs and not force:
                 problems.append(
                     f"queue {pool.name}/{queue.name}: has {queue.scheduled_runs} scheduled flow runs, so --prune "
-                    "keeps it; move or cancel them, or add --force to delete it anyway (its runs then never start)")
+                    "keeps it; move or cancel them, or add --force to delete it anyway (the runs are then left without a queue)")
             else:
                 changes.append(Change("delete", pool.name, queue.name, queue_id=queue.id))
     if problems:

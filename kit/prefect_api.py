@@ -20,8 +20,9 @@ from kit.settings import SERVER_NAME, SERVER_PORT, Settings
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-# Five probes 1, 2, 4 and 8 s apart: a server that is still migrating its database (~10 s here) is
-# waited for, and a wrong host still fails within ~15 s.
+# Five probes 1, 2, 4 and 8 s apart (Prefect's transport itself retries a refused connection 3 times
+# within ~1.5 s): a server that is still migrating its database (~10 s here) is waited for, and a wrong
+# host still fails within ~20 s.
 ATTEMPTS = 5
 FIRST_DELAY = 1.0
 # One probe may not hang for Prefect's default 60 s when packets to the host are dropped.

@@ -153,10 +153,10 @@ def test_a_wrong_auth_string_is_one_401_line(kit_settings, kit_server):
 def test_an_unreachable_api_says_how_to_port_forward(kit_settings):
     url = f"http://127.0.0.1:{free_port()}/api"
     with pytest.raises(UserError) as raised:
-        with prefect_api.connect(kit_settings, url, attempts=3, first_delay=0.05):
+        with prefect_api.connect(kit_settings, url, attempts=2, first_delay=0.05):
             pass
     (problem,) = raised.value.problems
-    assert problem.startswith(f"Prefect API {url}: unreachable after 3 attempts (ConnectError: ")
+    assert problem.startswith(f"Prefect API {url}: unreachable after 2 attempts (ConnectError: ")
     assert problem.endswith("run `kubectl -n prefect port-forward svc/prefect-server 4200:4200` in another "
                             "terminal and pass --api-url http://127.0.0.1:4200/api")
 
