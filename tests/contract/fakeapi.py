@@ -620,7 +620,9 @@ class FakeApi:
         self._server.daemon_threads = True
         self._server.api = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, name="fakeapi", daemon=True).start()
+        # A short poll interval keeps stop() (and so each test's teardown) quick.
+        serve = lambda: self._server.serve_forever(poll_interval=0.02)  # noqa: E731
+        threading.Thread(target=serve, name="fakeapi", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -1251,6 +1253,8 @@ def parse_body(raw: bytes, content_type: str):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked watch streams, as the real server speaks
+    # Headers and body go out in separate writes: with Nagle's algorithm on, each answer waits for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):  # noqa: A002 - the signature is BaseHTTPRequestHandler's
         """Silent: FakeApi.requests is the log tests read."""
