@@ -338,20 +338,17 @@ def connection_reason(error: BaseException) -> str:
     return found.group(1).strip() if found else type(error).__name__
 
 
-def outcome(created: bool, before: dict | None, after: dict, dry_run: bool) -> str:
+def outcome(created: bool, before: dict | None, after: dict) -> str:
     """kubectl's word for what an apply did: created, configured or unchanged.
 
-    A real apply that changes nothing keeps the resourceVersion; a dry run never stores, so it is judged
-    by comparing contents.
+    Judged by content, not resourceVersion: a controller's status write between our read and our apply
+    changes the version without the apply having changed anything, and a dry run never changes it.
     """
     if created:
         return "created"
     if before is None:
         return "configured"
-    if dry_run:
-        return "configured" if changes(before, after) else "unchanged"
-    same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
-    return "unchanged" if same else "configured"
+    return "configured" if changes(before, after) else "unchanged"
 
 
 def changes(before: dict, after: dict) -> list[str]:

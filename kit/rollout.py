@@ -156,7 +156,7 @@ def apply_objects(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool 
             out(f"{describe(obj)} created (dry run; namespace {k.namespace} does not exist yet)")
             continue
         created, stored = k.apply(obj, dry_run=dry_run, force_conflicts=force_conflicts)
-        word = cluster.outcome(created, live.get(key), stored, dry_run)
+        word = cluster.outcome(created, live.get(key), stored)
         out(f"{describe(obj)} {word}{' (server dry run)' if dry_run else ''}")
         if dry_run and word == "configured" and key in live:
             for change in cluster.changes(live[key], stored):

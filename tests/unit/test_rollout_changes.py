@@ -15,20 +15,29 @@ def secret(value, version="7"):
 
 
 def test_created_wins():
-    assert outcome(True, None, secret("YQ=="), dry_run=False) == "created"
+    assert outcome(True, None, secret("YQ==")) == "created"
 
 
-def test_same_resource_version_is_unchanged():
-    assert outcome(False, secret("YQ==", "7"), secret("YQ==", "7"), dry_run=False) == "unchanged"
+def test_same_content_is_unchanged():
+    assert outcome(False, secret("YQ==", "7"), secret("YQ==", "7")) == "unchanged"
 
 
-def test_new_resource_version_is_configured():
-    assert outcome(False, secret("YQ==", "7"), secret("Yg==", "8"), dry_run=False) == "configured"
+def test_changed_content_is_configured():
+    assert outcome(False, secret("YQ==", "7"), secret("Yg==", "8")) == "configured"
 
 
-def test_dry_run_is_judged_by_content_because_nothing_is_stored():
-    assert outcome(False, secret("YQ==", "7"), secret("YQ==", "7"), dry_run=True) == "unchanged"
-    assert outcome(False, secret("YQ==", "7"), secret("Yg==", "7"), dry_run=True) == "configured"
+def test_a_status_write_alone_is_no_change_of_ours():
+    before = {"kind": "Deployment", "metadata": {"name": "w", "resourceVersion": "7"}, "status": {"replicas": 1}}
+    after = {"kind": "Deployment", "metadata": {"name": "w", "resourceVersion": "9"}, "status": {"replicas": 2}}
+    assert outcome(False, before, after) == "unchanged"
+
+
+def test_dry_run_answer_with_the_old_version_but_new_content_is_configured():
+    assert outcome(False, secret("YQ==", "7"), secret("Yg==", "7")) == "configured"
+
+
+def test_an_object_the_kit_had_not_labelled_yet_is_configured():
+    assert outcome(False, None, secret("YQ==")) == "configured"
 
 
 def test_secret_changes_never_show_values():

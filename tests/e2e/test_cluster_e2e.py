@@ -1,0 +1,144 @@
+"""The whole cluster workflow against a real API server (kind, minikube, or any test cluster).
+
+Opt-in: KIT_E2E_KUBECONFIG=path/to/kubeconfig .venv/bin/python -m pytest -m e2e tests/e2e
+Optional: KIT_E2E_CONTEXT (default: the kubeconfig's current context) and KIT_E2E_IMAGE, an image the cluster can
+pull (default: the official Prefect image from Docker Hub). Everything happens in a fresh namespace that is
+deleted at the end. The tests run in order and share that one deployment.
+"""
+
+import base64
+import os
+import uuid
+
+import pytest
+
+from kit import cluster, rollout, status
+from tests.rendering import make_settings
+
+KUBECONFIG = os.environ.get("KIT_E2E_KUBECONFIG", "")
+IMAGE = os.environ.get("KIT_E2E_IMAGE", "docker.io/prefecthq/prefect:3.9.1-python3.12")
+# A first start pulls the image and migrates a fresh database.
+READY_TIMEOUT = 600
+WORKERS = ("prefect-worker-prod-main", "prefect-worker-prod-secondary")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not KUBECONFIG, reason="needs a test cluster: set KIT_E2E_KUBECONFIG (README: End-to-end)"),
+]
+
+
+def image_settings(**overrides):
+    repository, tag = IMAGE.rsplit(":", 1)
+    registry, _, name = repository.rpartition("/")
+    return make_settings(REGISTRY=registry, IMAGE_NAME=name, **overrides), tag
+
+
+@pytest.fixture(scope="module")
+def target():
+    """Settings for a fresh namespace, the image tag, and the cluster handle; the namespace goes at the end."""
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = KUBECONFIG
+    namespace = f"prefect-kit-e2e-{uuid.uuid4().hex[:6]}"
+    settings, tag = image_settings(NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""))
+    k = cluster.connect(settings)
+    yield settings, tag, k
+    with k:
+        k.delete("v1", "Namespace", namespace)
+    if saved is None:
+        os.environ.pop("KUBECONFIG")
+    else:
+        os.environ["KUBECONFIG"] = saved
+
+
+def run(settings, **options):
+    lines = []
+    rollout.rollout(settings, timeout=READY_TIMEOUT, out=lines.append, **options)
+    return lines
+
+
+def generations(k):
+    with k:
+        return {name: k.get("apps/v1", "Deployment", name)["metadata"]["generation"] for name in WORKERS} | {
+            "prefect-server": k.get("apps/v1", "StatefulSet", "prefect-server")["metadata"]["generation"]}
+
+
+def test_first_rollout_creates_everything_and_waits_until_ready(target):
+    settings, tag, k = target
+    lines = run(settings, tag=tag)
+    assert f"namespace/{settings.namespace} created" in lines
+    assert "statefulset/prefect-server created" in lines
+    assert all(f'deployment "{name}" successfully rolled out' in lines for name in WORKERS)
+
+
+def test_status_shows_the_running_pods(target):
+    settings, _, k = target
+    with k:
+        lines = status.cluster_lines(k, cluster.now())
+    server = next(line for line in lines if line.startswith("prefect-server-0 "))
+    assert server.split()[1:3] == ["1/1", "Running"]
+    assert len([line for line in lines if line.startswith("prefect-worker-prod-") and "Running" in line]) == 2
+
+
+def test_the_same_rollout_again_changes_nothing(target):
+    settings, tag, k = target
+    before = generations(k)
+    lines = run(settings, tag=tag)
+    assert [line for line in lines if line.endswith((" created", " configured"))] == []
+    assert generations(k) == before
+
+
+def test_worker_logs_can_be_read(target):
+    settings, _, _ = target
+    lines = []
+    cluster.logs(settings, worker="prod-main", tail=50, out=lines.append)
+    assert any("worker" in line.lower() for line in lines), lines
+
+
+def test_a_changed_secret_rolls_its_consumers(target):
+    settings, tag, k = target
+    before = generations(k)
+    changed, _ = image_settings(NAMESPACE=settings.namespace, KUBE_CONTEXT=settings.kube_context,
+                                PREFECT_PASSWORD="another-long-password-for-e2e")
+    lines = run(changed, tag=tag)
+    assert "secret/prefect-config configured" in lines
+    after = generations(k)
+    # Server and workers all read the auth string, so every one of them rolls.
+    assert all(after[name] == before[name] + 1 for name in before)
+    with k:
+        stored = k.get("v1", "Secret", "prefect-config")["data"]["auth-string"]
+    assert base64.b64decode(stored).decode().endswith(":another-long-password-for-e2e")
+
+
+def test_prune_deletes_only_what_the_kit_labelled(target):
+    settings, tag, k = target
+    stray = {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "prefect-from-an-older-render", "namespace": settings.namespace,
+        "labels": {"app.kubernetes.io/managed-by": "prefect-kit"}}, "data": {"x": "eA=="}}
+    foreign = {"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "not-the-kits", "namespace": settings.namespace}, "data": {"x": "eA=="}}
+    with k:
+        for obj in (stray, foreign):
+            k.dynamic.create(k.resource("v1", "Secret"), body=obj, namespace=settings.namespace)
+    changed, _ = image_settings(NAMESPACE=settings.namespace, KUBE_CONTEXT=settings.kube_context,
+                                PREFECT_PASSWORD="another-long-password-for-e2e")
+    lines = run(changed, tag=tag, prune=True)
+    assert "secret/prefect-from-an-older-render pruned" in lines
+    with k:
+        assert k.get("v1", "Secret", "prefect-from-an-older-render") is None
+        assert k.get("v1", "Secret", "not-the-kits") is not None
+
+
+def test_destroy_keeps_the_data_until_asked(target):
+    settings, _, k = target
+    cluster.destroy(settings, out=lambda line: None)
+    with k:
+        assert k.get("apps/v1", "StatefulSet", "prefect-server") is None
+        assert [d["metadata"]["name"] for d in k.objects("apps/v1", "Deployment")[0]] == []
+        claims = k.objects("v1", "PersistentVolumeClaim")[0]
+    assert [c["metadata"]["name"] for c in claims] == ["data-prefect-server-0"]
+
+    cluster.destroy(settings, delete_data=True, out=lambda line: None)
+    with k:
+        remaining = [c for c in k.objects("v1", "PersistentVolumeClaim")[0]
+                     if not c["metadata"].get("deletionTimestamp")]
+    assert remaining == []
