@@ -1,20 +1,25 @@
 """Connection errors, `inv status`, `inv logs` and `inv destroy` through the real client against the stand-in."""
 
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
-from kit import cluster, rollout, status
+from kit import ROOT, cluster, rollout, status
 from kit.errors import UserError
 from tests.contract.test_cluster_rollout import NS, WORKERS, Lines
-from tests.rendering import make_settings
+from tests.rendering import env_text, make_settings
 
 
 @pytest.fixture(autouse=True)
 def discovery_cache(tmp_path, monkeypatch):
+    """DynamicClient caches discovery under the temp dir: each test, and the `inv` it runs, gets its own."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
 
 
 @pytest.fixture
@@ -179,3 +184,36 @@ def test_destroy_with_delete_data_removes_the_volume_claims(deployed, settings):
     cluster.destroy(settings, delete_data=True, out=lines)
     assert "persistentvolumeclaim/data-prefect-server-0 deleted" in lines
     assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0") is None
+
+
+# ---- through the real `inv`
+
+
+def inv(*args, stdin=None):
+    command = [str(Path(sys.executable).parent / "inv"), *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, stdin=stdin, timeout=60)
+
+
+def test_inv_rollout_and_destroy_through_the_task_layer(fakeapi, env_file):
+    env_file(env_text())
+    fakeapi.controller(True)
+    done = inv("rollout", "--tag", "v1", "--timeout", "10")
+    assert done.returncode == 0, done.stderr
+    assert "statefulset/prefect-server created" in done.stdout
+    assert f'deployment "{WORKERS[1]}" successfully rolled out' in done.stdout
+
+    declined = inv("destroy", stdin=subprocess.DEVNULL)
+    assert declined.returncode == 0 and declined.stdout.rstrip().endswith("nothing deleted")
+    assert fakeapi.objects("Deployment", NS)
+
+
+def test_inv_reports_an_unreachable_cluster_as_one_error_line(fakeapi, env_file, tmp_path, monkeypatch):
+    env_file(env_text())
+    port = closed_port()
+    fakeapi.url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("KUBECONFIG", fakeapi.write_kubeconfig(str(tmp_path / "dead")))
+    failed = inv("secrets")
+    assert failed.returncode == 1
+    assert failed.stderr == (f"error: KUBE_CONTEXT: cannot reach the API server of context 'fakeapi' "
+                             f"(http://127.0.0.1:{port}): Connection refused; check that the cluster is running "
+                             "and that this is the right context\n")
