@@ -17,7 +17,7 @@ What it serves (JSON only; answers like a 1.33 API server)
     Server-side apply: PATCH with Content-Type application/apply-patch+yaml and ?fieldManager=… (422 without
     it; 415 for a content type no patch accepts), the body validated with
     kubernetes_validate.validate(obj, "1.33", strict=True) (422 with the schema's message), Secret `data`
-    values must be base64 (422). Creates (201) or merges: the fields a manager applied before and omits now
+    values must be base64 (400, as the real decoder answers on every write). Creates (201) or merges: the fields a manager applied before and omits now
     are removed, lists are replaced whole (treated as atomic). An apply that changes nothing stores
     nothing: same resourceVersion, no watch event. A change under `spec` bumps metadata.generation.
     `status` in a client's body is ignored (only tests set it). ?dryRun=All validates and answers the
@@ -28,7 +28,9 @@ What it serves (JSON only; answers like a 1.33 API server)
 
 The handle (`FakeApi`, yielded by the `fakeapi` fixture). `kind` is the Kind ("Deployment"); `ns` is None
 for cluster-scoped kinds. Every object passed in or returned is a plain dict copy.
+    start() / stop()                    the fixture does both
     url, kubeconfig, context, token     where it listens and how the client reaches it
+    write_kubeconfig(path, token=None)  another kubeconfig for it (a wrong token plays a bad login)
     put(obj) -> dict                    store obj as another client would (POST/PUT by manager "test"),
                                         with uid/resourceVersion/creationTimestamp; emits a watch event
     get(kind, ns, name) -> dict | None
@@ -51,14 +53,18 @@ for cluster-scoped kinds. Every object passed in or returned is a plain dict cop
     compact()                           forget the event history: a watch from an older resourceVersion
                                         gets an ERROR event with a 410 Gone Status, as after etcd compaction
     log(ns, pod, text)                  append lines to a pod's log (GET …/log: tailLines, container,
-                                        follow streams appended lines until the pod goes or drop_watches())
+                                        follow streams appended lines until the pod goes or drop_watches();
+                                        previous=true answers it only when the container has a terminated
+                                        previous run, else 400 as for real)
     event(obj, reason, message, type="Warning") -> dict
                                         record a core/v1 Event about obj (involvedObject filled from it)
     Controller helpers, never run unless a test calls them:
     make_ready(kind, ns, name)          Deployment/StatefulSet: pods for the current template (Running,
                                         Ready), old-template pods deleted, status as the real controller
                                         reports it when done (observedGeneration, replicas, updated,
-                                        ready, available, conditions)
+                                        ready, available, conditions); a StatefulSet also gets the claims
+                                        of its volumeClaimTemplates (`data-prefect-server-0`), which outlive
+                                        its pods and rollouts
     make_unready(kind, ns, name, reason, message="", restarts=0)
                                         pods for the current template stuck waiting with `reason`
                                         (CrashLoopBackOff, ImagePullBackOff, ...), or Pending and
@@ -272,7 +278,7 @@ def label_matcher(selector: str):
         elif match["setop"]:
             values = {v.strip() for v in match["values"].split(",")}
             inside = match["setop"] == "in"
-            tests.append(lambda labels, k=key, vs=values, i=inside: (labels.get(k) in vs) == i and (k in labels or not i))
+            tests.append(lambda labels, k=key, vs=values, i=inside: (labels.get(k) in vs) == i)
         elif match["neg"]:
             tests.append(lambda labels, k=key: k not in labels)
         else:
@@ -1111,6 +1117,11 @@ class FakeApi:
                                   f"[{' '.join(containers)}]")
             if container is not None and container not in containers:
                 raise bad_request(f"container {container} is not valid for pod {name}")
+            if is_true(query.get("previous")) and not any(
+                    "terminated" in c.get("lastState", {}) for c in stored.obj.get("status", {}).get(
+                        "containerStatuses", []) if c["name"] == (container or containers[0])):
+                raise bad_request(f'previous terminated container "{container or containers[0]}" in pod "{name}" '
+                                  "not found")
             lines = self._logs.get((ns, name), [])
             tail = int(query["tailLines"]) if query.get("tailLines") else None
             shown = lines[len(lines) - min(tail, len(lines)):] if tail is not None else list(lines)
@@ -1148,6 +1159,12 @@ class FakeApi:
             for pod_name, pod in wanted.items():
                 key = ("Pod", ns, pod_name)
                 self._update(BY_KIND["Pod"], key, self._objects.get(key), pod, CONTROLLER_MANAGER, False)
+            if kind == "StatefulSet":
+                for index in range(spec.get("replicas", 1)):
+                    for claim in claims_for(workload, index):
+                        key = ("PersistentVolumeClaim", ns, claim["metadata"]["name"])
+                        if key not in self._objects:  # claims outlive pods and rollouts, as for real
+                            self._update(BY_KIND["PersistentVolumeClaim"], key, None, claim, CONTROLLER_MANAGER, False)
             self.set_status(kind, ns, name, workload_status(workload, revision, ready=waiting is None))
 
     def _control(self) -> None:
@@ -1184,6 +1201,24 @@ def pod_for(workload: dict, index: int, revision: str, waiting: tuple | None) ->
         "spec": {**template["spec"], "nodeName": "fakeapi-node"},
         "status": pod_status(containers, index, stamp, waiting),
     }
+
+
+def claims_for(statefulset: dict, index: int) -> list[dict]:
+    """The claims the StatefulSet controller makes per pod: `<template>-<set>-<ordinal>`, labelled with the
+    template's labels and the set's selector (pkg/controller/statefulset/stateful_set_utils.go)."""
+    meta, spec = statefulset["metadata"], statefulset["spec"]
+    claims = []
+    for template in spec.get("volumeClaimTemplates", []):
+        labels = {**template.get("metadata", {}).get("labels", {}), **spec["selector"].get("matchLabels", {})}
+        claims.append({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": f"{template['metadata']['name']}-{meta['name']}-{index}",
+                         "namespace": meta["namespace"], "labels": labels},
+            "spec": copy.deepcopy(template["spec"]),
+            "status": {"phase": "Bound", "accessModes": template["spec"].get("accessModes", []),
+                       "capacity": template["spec"].get("resources", {}).get("requests", {})},
+        })
+    return claims
 
 
 def pod_status(containers: list[dict], index: int, stamp: str, waiting: tuple | None) -> dict:

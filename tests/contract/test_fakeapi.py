@@ -305,6 +305,35 @@ def test_make_ready_and_make_unready_play_the_controllers(fakeapi, dyn, namespac
     assert (status["observedGeneration"], status["updatedReplicas"], status["availableReplicas"]) == (2, 2, 2)
 
 
+def test_previous_logs_exist_only_after_a_restart(fakeapi, api_client, dyn, namespace):
+    apply(dyn, deployment())
+    fakeapi.make_unready("Deployment", NS, "prefect-worker-prod-main", "ImagePullBackOff", "pull failed")
+    (pod,) = fakeapi.objects("Pod", NS)
+    core = client.CoreV1Api(api_client)
+    with pytest.raises(client.ApiException) as raised:
+        core.read_namespaced_pod_log(pod["metadata"]["name"], NS, previous=True)
+    assert raised.value.status == 400
+    fakeapi.make_unready("Deployment", NS, "prefect-worker-prod-main", "CrashLoopBackOff", "back-off", restarts=1)
+    fakeapi.log(NS, pod["metadata"]["name"], "Traceback")
+    assert core.read_namespaced_pod_log(pod["metadata"]["name"], NS, previous=True) == "Traceback\n"
+
+
+def test_a_ready_statefulset_has_its_pods_and_volume_claims(fakeapi, dyn, namespace):
+    template = {"metadata": {"name": "data", "labels": {"app.kubernetes.io/managed-by": "prefect-kit"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    body = deployment()
+    body.update(kind="StatefulSet", metadata={"name": "prefect-server", "namespace": NS})
+    body["spec"].update(serviceName="prefect-server-headless", volumeClaimTemplates=[template])
+    apply(dyn, body)
+    fakeapi.make_ready("StatefulSet", NS, "prefect-server")
+    assert [p["metadata"]["name"] for p in fakeapi.objects("Pod", NS)] == ["prefect-server-0"]
+    (claim,) = fakeapi.objects("PersistentVolumeClaim", NS)
+    assert claim["metadata"]["name"] == "data-prefect-server-0"
+    assert claim["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "prefect-kit", "app": "worker"}
+    status = fakeapi.get("StatefulSet", NS, "prefect-server")["status"]
+    assert (status["observedGeneration"], status["readyReplicas"], status["updatedReplicas"]) == (1, 1, 1)
+
+
 def test_the_background_controller_makes_each_new_generation_ready(fakeapi, dyn, namespace):
     fakeapi.controller()
     applied = apply(dyn, deployment())
