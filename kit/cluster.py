@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kit.errors import UserError
-from kit.settings import Settings
+from kit.settings import SERVER_NAME, Settings
 
 FIELD_MANAGER = "prefect-kit"
 # `--restart` writes one annotation under a manager of its own (as `kubectl rollout restart` does): had
@@ -249,7 +249,7 @@ class Cluster:
 
 def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool = False, out=print) -> None:
     """The log of the server, or of the worker of one queue: its newest ready pod, as `kubectl logs` picks."""
-    from kit.settings import SERVER_NAME
+    from kubernetes.dynamic.exceptions import BadRequestError
 
     kind, name = ("Deployment", f"{WORKER_PREFIX}{worker}") if worker else ("StatefulSet", SERVER_NAME)
     with connect(settings) as k:
@@ -260,9 +260,12 @@ def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool 
         if not pods:
             raise UserError(f"{kind.lower()}/{name}: has no pods yet; `inv status` shows why")
         pod = max(pods, key=lambda item: (pod_ready(item), item["metadata"].get("creationTimestamp", "")))
-        container = workload["spec"]["template"]["spec"]["containers"][0]["name"]
-        for line in k.log_lines(pod["metadata"]["name"], container, tail=tail, follow=follow):
-            out(line)
+        container, previous = log_source(pod)
+        try:
+            for line in k.log_lines(pod["metadata"]["name"], container, tail=tail, previous=previous, follow=follow):
+                out(line)
+        except BadRequestError as error:  # a container that never started has no log yet
+            raise UserError(f"pod/{pod['metadata']['name']}: {status_message(error)}; `inv status` shows why") from None
 
 
 def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
@@ -278,6 +281,16 @@ def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
 def pod_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in pod.get("status", {}).get("conditions", []))
+
+
+def log_source(pod: dict) -> tuple[str, bool]:
+    """The container whose log explains the pod, and whether its previous run is the one to read."""
+    statuses = pod.get("status", {}).get("containerStatuses", [])
+    for container in statuses:
+        if not container.get("ready"):
+            crashed = container.get("restartCount", 0) > 0 and "running" not in container.get("state", {})
+            return container["name"], crashed
+    return pod["spec"]["containers"][0]["name"], False
 
 
 def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=print) -> None:
@@ -367,7 +380,7 @@ def changes(before: dict, after: dict) -> list[str]:
             for index, (a, b) in enumerate(zip(old, new)):
                 walk(f"{path}[{index}]", a, b)
             return
-        if secret and path.split(".")[0] in ("data", "stringData"):
+        if secret:  # not even a part of a value: data, or an annotation that copied it
             found.append(f"{path}: {'added' if old is None else 'removed' if new is None else 'changed'} "
                          "(value hidden)")
         elif old is None:

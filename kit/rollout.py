@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kit import cluster, release
-from kit.cluster import MANAGED_KINDS, Cluster, describe, pod_ready
+from kit.cluster import MANAGED_KINDS, Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.settings import SERVER_NAME, Settings
 
@@ -99,6 +99,7 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
     """Apply the namespace and the rendered Secrets, nothing else."""
     from kit import manifests
 
+    # Rendering needs an image; it only lands in the workloads, which are left out here.
     image = release.image_for(settings.image_repository).reference
     objects = [obj for obj in manifests.render(settings, image) if obj["kind"] in ("Namespace", "Secret")]
     with cluster.connect(settings) as k:
@@ -181,7 +182,7 @@ def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print) ->
     """Wait until every workload is rolled out; on failure explain each unready pod and raise UserError."""
     deadline = time.monotonic() + timeout
     states = {(obj["kind"], obj["metadata"]["name"]): obj for obj in workloads}
-    shown: dict[tuple[str, str], str] = {}
+    shown: dict[tuple[str, str], str] = {}  # the last message printed per workload, to print only changes
     try:
         for kind in dict.fromkeys(kind for kind, _ in states):
             _wait_kind(k, kind, states, shown, deadline, out)
@@ -191,18 +192,20 @@ def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print) ->
         failure = f"not ready after {timeout:g}s"
     else:
         return
-    unready = [obj for key, obj in states.items() if not _is_done(obj)]
-    for obj in unready:
-        diagnose(k, obj, shown.get((obj["kind"], obj["metadata"]["name"]), ""), out)
-    names = ", ".join(describe(obj) for obj in unready)
+    # Kinds not reached before the failure still hold their state from the apply: read them again.
+    current = [k.get(MANAGED_KINDS[kind], kind, name) or obj for (kind, name), obj in states.items()]
+    unready = [(obj, message) for obj in current for message, done in [_verdict(obj)] if not done]
+    for obj, message in unready:
+        diagnose(k, obj, message, out)
+    names = ", ".join(describe(obj) for obj, _ in unready)
     raise UserError(f"rollout: {failure}: {names}; see the reasons above, fix them, and run `inv rollout` again")
 
 
-def _is_done(obj: dict) -> bool:
+def _verdict(obj: dict) -> tuple[str, bool]:
     try:
-        return VIEWERS[obj["kind"]](obj)[1]
-    except Stalled:
-        return False
+        return VIEWERS[obj["kind"]](obj)
+    except Stalled as stalled:
+        return str(stalled), False
 
 
 def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float, out: Out) -> None:
@@ -272,7 +275,7 @@ def diagnose(k: Cluster, workload: dict, message: str, out: Out) -> None:
     """Why a workload is not ready: its unready pods' reasons, latest events and last log lines."""
     pods = k.pods_of(workload)
     events, _ = k.objects("v1", "Event", label_selector=None)
-    out(f"{describe(workload)}: {message or 'not ready'}")
+    out(f"{describe(workload)}: {message}")
     if not pods:
         own = [event for event in events if event.get("involvedObject", {}).get("name") == workload["metadata"]["name"]]
         conditions = [f"{c.get('type')}: {c.get('message')}" for c in workload.get("status", {}).get("conditions", [])
@@ -334,16 +337,6 @@ def pod_problem(pod: dict, events: list[dict]) -> str:
             return f"container {container['name']} is running but its readiness probe has not passed yet"
     waiting = [c["state"]["waiting"]["reason"] for c in containers if c.get("state", {}).get("waiting")]
     return waiting[0] if waiting else status.get("phase", "Pending")
-
-
-def log_source(pod: dict) -> tuple[str, bool]:
-    """The container whose log explains the pod, and whether its previous run is the one to read."""
-    statuses = pod.get("status", {}).get("containerStatuses", [])
-    for container in statuses:
-        if not container.get("ready"):
-            crashed = container.get("restartCount", 0) > 0 and "running" not in container.get("state", {})
-            return container["name"], crashed
-    return pod["spec"]["containers"][0]["name"], False
 
 
 def latest(events: list[dict], count: int = EVENT_LINES) -> list[dict]:

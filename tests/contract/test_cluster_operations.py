@@ -131,6 +131,16 @@ def test_logs_of_the_server_and_of_one_worker(deployed, settings):
     assert worker_lines == ["polling prod-secondary"]
 
 
+def test_logs_of_a_crash_looping_server_read_its_previous_run(deployed, settings):
+    deployed.make_unready("StatefulSet", NS, "prefect-server", "CrashLoopBackOff", "back-off", restarts=2)
+    deployed.log(NS, "prefect-server-0", "unable to open database file")
+    lines = Lines()
+    cluster.logs(settings, out=lines)
+    assert lines == ["unable to open database file"]
+    (request,) = [r for r in deployed.requests if r.path.endswith("/log")]
+    assert request.query["previous"] == "true"
+
+
 def test_logs_follow_streams_until_the_pod_goes(deployed, settings):
     deployed.log(NS, "prefect-server-0", "started")
     lines = Lines()
