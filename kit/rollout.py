@@ -277,7 +277,11 @@ def diagnose(k: Cluster, workload: dict, message: str, out: Out) -> None:
     events, _ = k.objects("v1", "Event", label_selector=None)
     out(f"{describe(workload)}: {message}")
     if not pods:
-        own = [event for event in events if event.get("involvedObject", {}).get("name") == workload["metadata"]["name"]]
+        # A Deployment's pod creation failures are events of its ReplicaSet, named <deployment>-<hash>.
+        name = workload["metadata"]["name"]
+        own = [event for event in events
+               if name in (event.get("involvedObject", {}).get("name"),
+                           event.get("involvedObject", {}).get("name", "").rpartition("-")[0])]
         conditions = [f"{c.get('type')}: {c.get('message')}" for c in workload.get("status", {}).get("conditions", [])
                       if c.get("status") == "False" and c.get("message")]
         out("  no pods")

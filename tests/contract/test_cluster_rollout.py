@@ -159,6 +159,23 @@ def test_crash_loop_shows_the_last_log_lines(deployed, settings):
     assert "sqlite3.OperationalError: unable to open database file" in report
 
 
+def test_a_workload_without_pods_shows_its_replica_sets_events(deployed, settings):
+    replica_set = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                   "metadata": {"name": f"{WORKERS[0]}-5d4f8c7b9", "namespace": NS}}
+    deployed.event(replica_set, "FailedCreate", 'pods "x" is forbidden: exceeded quota: compute, requested: cpu=250m')
+    lines = Lines()
+    lines.on("statefulset/prefect-server configured", lambda: deployed.make_ready("StatefulSet", NS, "prefect-server"))
+    lines.on(f"deployment/{WORKERS[1]} configured", lambda: deployed.make_ready("Deployment", NS, WORKERS[1]))
+    lines.on(f"deployment/{WORKERS[0]} configured", lambda: [deployed.delete("Pod", NS, pod["metadata"]["name"])
+                                                             for pod in deployed.objects("Pod", NS)
+                                                             if pod["metadata"]["name"].startswith(WORKERS[0])])
+    with pytest.raises(UserError, match=rf"not ready after 1s: deployment/{WORKERS[0]};"):
+        rollout.rollout(settings, tag="v2", timeout=1, out=lines)
+    start = lines.index(f'deployment/{WORKERS[0]}: deployment "{WORKERS[0]}": waiting for the spec update to be observed')
+    assert lines[start + 1:start + 3] == [
+        "  no pods", '    Warning FailedCreate: pods "x" is forbidden: exceeded quota: compute, requested: cpu=250m']
+
+
 def test_progress_deadline_stops_the_wait_at_once(deployed, settings):
     def stuck():
         status = deployed.get("Deployment", NS, WORKERS[0])["status"]
