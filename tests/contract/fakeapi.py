@@ -17,9 +17,10 @@ What it serves (JSON only; answers like a 1.33 API server)
     Server-side apply: PATCH with Content-Type application/apply-patch+yaml and ?fieldManager=… (422 without
     it; 415 for a content type no patch accepts), the body validated with
     kubernetes_validate.validate(obj, "1.33", strict=True) (422 with the schema's message), Secret `data`
-    values must be base64 (400, as the real decoder answers on every write). Creates (201) or merges: the fields a manager applied before and omits now
-    are removed, lists are replaced whole (treated as atomic). An apply that changes nothing stores
-    nothing: same resourceVersion, no watch event. A change under `spec` bumps metadata.generation.
+    values must be base64 (400, as the real decoder answers on every write). Creates (201) or merges: the
+    fields a manager applied before and omits now are removed, lists are replaced whole (treated as
+    atomic). An apply that changes nothing stores nothing: same resourceVersion, no watch event. A change
+    under `spec` bumps metadata.generation.
     `status` in a client's body is ignored (only tests set it). ?dryRun=All validates and answers the
     would-be object, storing nothing. Conflict: a field owned by another manager whose value the apply
     changes answers 409 (reason Conflict, the real message form) unless ?force=true, which takes it over.
@@ -94,7 +95,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -496,7 +497,8 @@ _FAILURES = {
     429: ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
     500: ("InternalError", "Internal error occurred: injected by FakeApi.fail()"),
     503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
-    504: ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request"),
+    504: ("Timeout", "the server was unable to return a response in the time allotted, but may still be "
+                     "processing the request"),
 }
 _WAITING_BEFORE_START = {"ImagePullBackOff", "ErrImagePull", "ContainerCreating", "CreateContainerConfigError",
                          "InvalidImageName"}
@@ -785,7 +787,8 @@ class FakeApi:
                 prefix, code, times = failure
                 if times > 0 and request.path.startswith(prefix):
                     failure[2] -= 1
-                    reason, message = _FAILURES.get(code, (HTTPStatus(code).phrase.replace(" ", ""), HTTPStatus(code).phrase))
+                    phrase = HTTPStatus(code).phrase
+                    reason, message = _FAILURES.get(code, (phrase.replace(" ", ""), phrase))
                     raise ApiError(code, reason, message, {})
         if target is None:
             found = discovery(request.path, self.url.removeprefix("http://"))
@@ -817,7 +820,7 @@ class FakeApi:
             return self._replace(kind, ns, name, request)
         if method == "PATCH" and name:
             return self._patch(kind, ns, name, request)
-        raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def _body(self, kind: Kind, request: Request) -> dict:
         body = request.body
@@ -832,10 +835,12 @@ class FakeApi:
     def _check_scope(self, kind: Kind, ns: str | None, name: str | None, body: dict) -> None:
         meta = body.setdefault("metadata", {})
         if name is not None and meta.get("name") != name:
-            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+                              f"({name})")
         if kind.namespaced:
             if meta.get("namespace", ns) != ns:
-                raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+                raise bad_request("the namespace of the provided object does not match the namespace sent on the "
+                                  "request")
             meta["namespace"] = ns
             if key_of(BY_KIND["Namespace"], None, ns) not in self._objects:
                 raise namespace_not_found(ns)
@@ -868,9 +873,9 @@ class FakeApi:
                 raise not_found(kind, name)
             sent = body["metadata"].get("resourceVersion")
             if sent is not None and sent != stored.obj["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.resource} "{name}": the object '
-                                                "has been modified; please apply your changes to the latest version "
-                                                "and try again", {"name": name, "group": kind.group, "kind": kind.plural})
+                message = (f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
+                           "modified; please apply your changes to the latest version and try again")
+                raise ApiError(409, "Conflict", message, {"name": name, "group": kind.group, "kind": kind.plural})
             self._keep_status(stored, body)
             return Answer(*self._update(kind, key, stored, body, self._manager(request), dry_run))
 
@@ -882,11 +887,10 @@ class FakeApi:
         query = request.query
         apply = request.content_type == APPLY_TYPE
         if apply and not query.get("fieldManager"):
-            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
-                                           "is required for apply patch",
-                           {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
-                               {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch",
-                                "field": "fieldManager"}]})
+            required = "Required value: is required for apply patch"
+            raise ApiError(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: fieldManager: {required}',
+                           {"group": "meta.k8s.io", "kind": "PatchOptions",
+                            "causes": [{"reason": "FieldValueRequired", "message": required, "field": "fieldManager"}]})
         if not apply and "force" in query:
             raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be '
                                            "specified for non-apply patch")
@@ -1069,7 +1073,8 @@ class FakeApi:
                     410, "Expired", f"too old resource version: {since} ({self._compacted})").status()}]
             else:
                 cursor, first = int(since), []
-        return self._watch_stream(kind, selected, cursor, first, epoch, timeout, is_true(query.get("allowWatchBookmarks")))
+        bookmarks = is_true(query.get("allowWatchBookmarks"))
+        return self._watch_stream(kind, selected, cursor, first, epoch, timeout, bookmarks)
 
     def _watch_stream(self, kind, selected, cursor, first, epoch, timeout, bookmarks):
         for event in first:
@@ -1131,11 +1136,12 @@ class FakeApi:
 
     def _follow(self, ns: str, name: str, shown: list[str], sent: int, epoch: int):
         """Like `kubectl logs -f`: the lines there are, then each appended one until the pod goes away."""
+        pods = self._objects
         for line in shown:
             yield f"{line}\n".encode()
         while True:
             with self._cond:
-                more = self._wait(lambda: self._logs.get((ns, name), [])[sent:] or ("Pod", ns, name) not in self._objects,
+                more = self._wait(lambda: self._logs.get((ns, name), [])[sent:] or ("Pod", ns, name) not in pods,
                                   epoch, None)
                 if more is True:
                     return
@@ -1294,13 +1300,20 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the signature is BaseHTTPRequestHandler's
         """Silent: FakeApi.requests is the log tests read."""
 
+    def handle(self):
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a client hanging up mid-answer (a stopped watch, a follow) is routine for a server
+
     def do_GET(self):
         api: FakeApi = self.server.api
         url = urlsplit(self.path)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-        request = Request(self.command, url.path, {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()},
-                          content_type, parse_body(raw, content_type), self.headers.get("User-Agent", ""))
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        request = Request(self.command, url.path, query, content_type, parse_body(raw, content_type),
+                          self.headers.get("User-Agent", ""))
         try:
             answer = api.answer(request, self.headers.get("Authorization", ""))
         except ApiError as error:
@@ -1335,6 +1348,4 @@ class Handler(BaseHTTPRequestHandler):
         except StreamDropped:
             # No final chunk: the client sees the connection end mid-stream, as when the API server restarts.
             self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
