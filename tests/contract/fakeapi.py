@@ -897,6 +897,8 @@ class FakeApi:
         dry_run = check_dry_run(query, "PatchOptions")
         if apply:
             body = self._body(kind, request)
+            if "managedFields" in body.get("metadata", {}):
+                raise bad_request("metadata.managedFields must be nil")  # so an object read back cannot be re-applied
             validate(kind, body)
             with self._cond:
                 self._check_scope(kind, ns, name, body)
@@ -1015,7 +1017,8 @@ class FakeApi:
                 meta["generation"] += 1
         else:
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
-        meta["managedFields"] = managed_fields(owners)
+        if owners:
+            meta["managedFields"] = managed_fields(owners)
         code = 200 if stored else 201
         if dry_run:
             return code, copy.deepcopy(obj)

@@ -119,6 +119,13 @@ def test_apply_without_field_manager_is_invalid(dyn, namespace):
             in raised.value.body)
 
 
+def test_an_object_read_back_cannot_be_applied_as_it_is(dyn, namespace):
+    stored = apply(dyn, deployment()).to_dict()
+    with pytest.raises(errors.BadRequestError) as raised:
+        apply(dyn, stored)
+    assert "metadata.managedFields must be nil" in raised.value.body
+
+
 def test_a_patch_with_a_content_type_no_patch_accepts_is_415(dyn, namespace):
     apply(dyn, deployment())
     kind = resource(dyn, "Deployment", "apps/v1")
