@@ -3,7 +3,6 @@
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -11,27 +10,8 @@ import pytest
 
 from kit import ROOT, cluster, rollout, status
 from kit.errors import UserError
-from tests.contract.test_cluster_rollout import NS, WORKERS, Lines
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 from tests.rendering import env_text, make_settings
-
-
-@pytest.fixture(autouse=True)
-def discovery_cache(tmp_path, monkeypatch):
-    """DynamicClient caches discovery under the temp dir: each test, and the `inv` it runs, gets its own."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-
-
-@pytest.fixture
-def settings():
-    return make_settings()
-
-
-@pytest.fixture
-def deployed(fakeapi, settings):
-    fakeapi.controller(True)
-    rollout.rollout(settings, tag="v1", timeout=10, out=Lines())
-    return fakeapi
 
 
 def closed_port() -> int:

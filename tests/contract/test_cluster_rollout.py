@@ -1,55 +1,17 @@
 """`inv rollout` and `inv secrets` through the real kubernetes client against the stand-in API server."""
 
 import base64
-import tempfile
 import threading
+import time
 
 import pytest
 
 from kit import rollout
 from kit.errors import UserError
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 from tests.rendering import make_settings
 
-NS = "prefect"
-WORKERS = ("prefect-worker-prod-main", "prefect-worker-prod-secondary")
 APPLY = "application/apply-patch+yaml"
-
-
-class Lines(list):
-    """The lines a kit function prints, with actions to run the moment a given line appears."""
-
-    def __init__(self):
-        super().__init__()
-        self.hooks = {}
-
-    def on(self, line, action):
-        self.hooks[line] = action
-
-    def __call__(self, line):
-        self.append(line)
-        if line in self.hooks:
-            self.hooks.pop(line)()
-
-
-@pytest.fixture(autouse=True)
-def discovery_cache(tmp_path, monkeypatch):
-    """DynamicClient caches discovery under the temp dir: give each test its own."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-
-
-@pytest.fixture
-def settings():
-    return make_settings()
-
-
-@pytest.fixture
-def deployed(fakeapi, settings):
-    """A first rollout of tag v1 that got ready, with the controller then switched off."""
-    fakeapi.controller(True)
-    rollout.rollout(settings, tag="v1", timeout=10, out=Lines())
-    fakeapi.controller(False)
-    fakeapi.clear_requests()
-    return fakeapi
 
 
 def generation(api, kind, name):
@@ -233,8 +195,6 @@ def test_wait_retries_an_api_server_that_answers_503_while_restarting(deployed, 
 
 
 def wait_for_watches(api, count, seconds=5.0):
-    import time
-
     deadline = time.monotonic() + seconds
     while len([r for r in api.requests if r.query.get("watch") == "true"]) < count:
         assert time.monotonic() < deadline, "the rollout never started watching"
