@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from kit import release
+from kit import ROOT, release
 from kit.errors import UserError
 from kit.settings import Settings
 
@@ -143,17 +143,17 @@ def build(settings: Settings, root: Path, tag: str = "", no_cache: bool = False,
     image_id = BuildLog(echo).read(_guarded(stream, "image build"))
     api.tag(image_id, repository, LATEST)
     built = release.Build(repository, tag)
-    release.write_record(built, root / release.RECORD_PATH)
+    release.write_record(built, _record_path(root))
     echo(f"built {repository}:{tag} (and :{LATEST}); next: inv push")
     return built
 
 
 def push(settings: Settings, root: Path, echo: Callable[[str], None] = print) -> release.Build:
     """Push the recorded build's tag and :latest; record and return the build pinned by its digest."""
-    record_path = root / release.RECORD_PATH
+    record_path = _record_path(root)
     recorded = release.read_record(record_path)
     if not recorded or recorded.repository != settings.image_repository:
-        raise UserError(f"{settings.image_repository}: no build of it recorded in {release.RECORD_PATH}; "
+        raise UserError(f"{settings.image_repository}: no build of it recorded in {record_path}; "
                         "run `inv build` first (or `inv build push`)")
     api = _client()
     auth = _login(api, settings) if settings.has_registry_credentials else None
@@ -167,6 +167,11 @@ def push(settings: Settings, root: Path, echo: Callable[[str], None] = print) ->
     release.write_record(built, record_path)
     echo(f"pushed {built.reference}")
     return built
+
+
+def _record_path(root: Path) -> Path:
+    """The build record of the project at root (tests build copies of the kit)."""
+    return root / release.RECORD_PATH.relative_to(ROOT)
 
 
 def _client():

@@ -1,0 +1,309 @@
+"""The real image: `inv build push` on a copy of the kit builds image/Dockerfile on the (stand-in) Prefect
+base with every driver that needs no vendor download, pushes it to a local registry, and the test pulls
+it back by digest and runs it the way the manifests do (uid 10001, read-only root, host network).
+Then each way a build or push fails, against the real daemon and registries: one line, exit 1."""
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kit import ROOT, image, settings
+from kit.errors import UserError
+from tests.services import need, need_program
+
+DRIVERS = "kerberos,freetds,odbc,mariadb,oracle"
+COPIED = ("kit", "tasks.py", ".env.example", "image", "config", "flows")
+TEST_CA = "kit-test-ca"
+
+
+def env_text(registry: str, **extra: str) -> str:
+    values = {"REGISTRY": registry, "IMAGE_NAME": "prefect-core", "PREFECT_VERSION": "3.9.1", "NAMESPACE": "prefect",
+              "PREFECT_HOST": "prefect.company.local", "PREFECT_USER": "admin",
+              "PREFECT_PASSWORD": "correct-horse-battery", "IMAGE_DRIVERS": DRIVERS, "TIMEZONE": "Europe/Warsaw",
+              **extra}
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def copy_kit(source: Path, target: Path) -> Path:
+    for name in COPIED:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, target / name, ignore=shutil.ignore_patterns("__pycache__", ".kit"))
+        else:
+            shutil.copy2(source / name, target / name)
+    return target
+
+
+def inv(project: Path, env_file: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The real `inv` command on a copy of the kit (its tasks.py, its kit/ and its files)."""
+    return subprocess.run([str(ROOT / ".venv/bin/inv"), "--search-root", str(project), *args], cwd=project,
+                          env={**os.environ, settings.ENV_FILE_VARIABLE: str(env_file), **env},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def error_lines(done: subprocess.CompletedProcess) -> list[str]:
+    return done.stderr.splitlines()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api():
+    import docker
+
+    need("KIT_TEST_DOCKER", "a Docker engine")
+    need("KIT_TEST_BASE_IMAGE", "the Prefect base image (or its stand-in)")
+    return docker.from_env(timeout=None).api
+
+
+@pytest.fixture(scope="module")
+def kit_copy(tmp_path_factory, api):
+    """A copy of the kit whose build also trusts a throwaway CA, so the image can be checked for it."""
+    project = copy_kit(ROOT, tmp_path_factory.mktemp("kit"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={TEST_CA}", "-keyout", str(project / "ca.key"),
+                    "-out", str(project / f"config/ca-certificates/{TEST_CA}.crt")], check=True, capture_output=True)
+    return project
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return need("KIT_TEST_REGISTRY", "a local registry")
+
+
+@pytest.fixture(scope="module")
+def shipped(kit_copy, registry, tmp_path_factory):
+    """`inv build --tag T push`, run once for the whole module."""
+    env_file = tmp_path_factory.mktemp("env") / "test.env"
+    env_file.write_text(env_text(registry))
+    tag = f"it-{uuid.uuid4().hex[:8]}"
+    done = inv(kit_copy, env_file, "build", "--tag", tag, "push")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    record = json.loads((kit_copy / ".kit/build.json").read_text())
+    return done, record
+
+
+@pytest.fixture(scope="module")
+def pulled(api, shipped):
+    """The pushed image, its local tags removed and pulled back by the recorded digest."""
+    _, record = shipped
+    repository = record["repository"]
+    for tag in (record["tag"], image.LATEST):
+        api.remove_image(f"{repository}:{tag}")
+    api.pull(repository, tag=record["digest"])
+    return f"{repository}@{record['digest']}"
+
+
+@pytest.fixture(scope="module")
+def run(pulled):
+    """Run a command in the image as a pod of the manifests would: uid 10001, read-only root, tmpfs home."""
+    import docker
+
+    client = docker.from_env()
+
+    def run_command(*command: str) -> str:
+        output = client.containers.run(pulled, list(command), network_mode="host", remove=True, read_only=True,
+                                       tmpfs={"/tmp": "", "/home/prefect": ""}, stderr=True)
+        return output.decode().strip()
+
+    return run_command
+
+
+def test_inv_build_push_runs_each_task_once(shipped):
+    done, record = shipped
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line.startswith("built ")] == [
+        f"built {record['repository']}:{record['tag']} (and :latest); next: inv push"]
+    assert [line for line in lines if line.startswith("pushed ")] == [
+        f"pushed {record['repository']}:{record['tag']}@{record['digest']}"]
+
+
+def test_recorded_digest_is_the_one_the_registry_serves(shipped, registry):
+    _, record = shipped
+    request = urllib.request.Request(f"http://{registry}/v2/prefect-core/manifests/{record['tag']}", method="HEAD",
+                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(request) as answer:
+        assert answer.headers["Docker-Content-Digest"] == record["digest"]
+
+
+def test_prefect_is_the_pinned_version(run):
+    assert "Version:              3.9.1" in run("prefect", "version")
+
+
+def test_vendor_free_drivers_import(run):
+    assert run("python", "-c", "import pyodbc, pymssql, oracledb, gssapi, MySQLdb, pymysql; print('imported')") == \
+        "imported"
+
+
+def test_python_packages_are_consistent(run):
+    assert run("pip", "check") == "No broken requirements found."
+
+
+def test_kerberos_client_and_its_config_are_in_place(run):
+    assert run("klist", "-V").startswith("Kerberos 5 version")
+    assert run("cat", "/etc/krb5.conf") == (ROOT / "config/krb5.conf").read_text().strip()
+
+
+def test_runs_as_the_non_root_user_of_the_manifests(run):
+    assert run("sh", "-c", 'echo "$(id -u):$(id -g) $HOME $(pwd)"') == "10001:10001 /home/prefect /opt/prefect/flows"
+
+
+def test_flows_are_copied_readable(run, kit_copy):
+    expected = sorted(path.name for path in (kit_copy / "flows").iterdir() if path.name != "__pycache__")
+    assert run("ls", "-1", "/opt/prefect/flows").splitlines() == expected
+    assert run("sh", "-c", "cat /opt/prefect/flows/* > /dev/null && echo readable") == "readable"
+
+
+def test_time_zone_is_the_build_arg(run):
+    assert run("cat", "/etc/timezone") == "Europe/Warsaw"
+    assert run("date", "+%Z") in ("CET", "CEST")
+
+
+def test_company_ca_is_trusted_by_the_os_requests_and_httpx(run):
+    script = (
+        "import ssl, httpx, requests\n"
+        "def names(context): return {dict(x[0] for x in c['subject']).get('commonName') for c in context.get_ca_certs()}\n"
+        "verify = requests.Session().merge_environment_settings('https://x', {}, None, None, None)['verify']\n"
+        f"print('{TEST_CA}' in names(ssl.create_default_context()),"
+        f" '{TEST_CA}' in names(ssl.create_default_context(cafile=verify)),"
+        f" '{TEST_CA}' in names(httpx.create_ssl_context()))\n"
+    )
+    assert run("python", "-c", script) == "True True True"
+
+
+def test_failing_run_step_is_named_with_its_last_output(kit_copy, registry, tmp_path):
+    project = copy_kit(kit_copy, tmp_path / "kit")
+    with open(project / "image/Dockerfile", "a") as dockerfile:
+        dockerfile.write('RUN echo "kit-test: about to fail" && exit 3\n')
+    env_file = tmp_path / "test.env"
+    env_file.write_text(env_text(registry))
+    done = inv(project, env_file, "build", "--tag", "failing")
+    assert done.returncode == 1
+    [line] = error_lines(done)
+    # The appended step is the last one, whatever the number of steps before it.
+    assert re.fullmatch(r'error: image build failed at step (\d+)/\1 \(RUN echo "kit-test: about to fail" && exit 3\): '
+                        r"the command returned a non-zero code: 3; last output: kit-test: about to fail", line)
+    assert not (project / ".kit/build.json").exists()
+
+
+def test_no_docker_daemon_is_one_line(kit_copy, registry, tmp_path):
+    env_file = tmp_path / "test.env"
+    env_file.write_text(env_text(registry))
+    done = inv(kit_copy, env_file, "build", "--tag", "nodaemon", DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    assert done.returncode == 1
+    assert len(error_lines(done)) == 1
+    assert error_lines(done)[0].startswith("error: Docker: no daemon answers (")
+    assert error_lines(done)[0].endswith("start Docker, or point DOCKER_HOST at a running engine")
+
+
+@pytest.fixture
+def small_build(api, kit_copy, tmp_path):
+    """A copy of the kit with a recorded build of a one-file image, to push to REGISTRY of the env file."""
+
+    def make(registry: str, **extra: str) -> tuple[Path, Path]:
+        project = copy_kit(kit_copy, tmp_path / "kit")
+        env_file = tmp_path / "test.env"
+        env_file.write_text(env_text(registry, **extra))
+        tag = f"small-{uuid.uuid4().hex[:8]}"
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            data = tag.encode()
+            info = tarfile.TarInfo("marker")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        repository = f"{registry}/prefect-core"
+        api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
+        api.tag(f"{repository}:{tag}", repository, image.LATEST)
+        (project / ".kit").mkdir()
+        (project / ".kit/build.json").write_text(json.dumps({"repository": repository, "tag": tag}))
+        return project, env_file
+
+    return make
+
+
+def test_push_with_the_right_credentials_logs_in_and_records_the_digest(small_build):
+    user = need("KIT_TEST_AUTH_REGISTRY_USER", "the registry with a login")
+    password = need("KIT_TEST_AUTH_REGISTRY_PASSWORD", "the registry with a login")
+    project, env_file = small_build(need("KIT_TEST_AUTH_REGISTRY", "the registry with a login"),
+                                    REGISTRY_USER=user, REGISTRY_PASSWORD=password)
+    done = inv(project, env_file, "push")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((project / ".kit/build.json").read_text())["digest"].startswith("sha256:")
+    assert password not in done.stdout + done.stderr
+
+
+def test_push_with_wrong_credentials_is_one_line(small_build):
+    registry = need("KIT_TEST_AUTH_REGISTRY", "the registry with a login")
+    project, env_file = small_build(registry, REGISTRY_USER=need("KIT_TEST_AUTH_REGISTRY_USER", "its user"),
+                                    REGISTRY_PASSWORD="not-the-password")
+    done = inv(project, env_file, "push")
+    assert done.returncode == 1
+    assert error_lines(done) == [
+        f"error: REGISTRY_USER: login to {registry} as kit-ci failed (login attempt to http://{registry}/v2/ failed "
+        "with status: 401 Unauthorized); check REGISTRY_USER and REGISTRY_PASSWORD in .env"]
+    assert "not-the-password" not in done.stdout + done.stderr
+
+
+def test_push_to_a_closed_port_is_one_line(small_build):
+    port = free_port()
+    project, env_file = small_build(f"127.0.0.1:{port}")
+    done = inv(project, env_file, "push")
+    assert done.returncode == 1
+    [line] = error_lines(done)
+    assert line.startswith(f"error: push of 127.0.0.1:{port}/prefect-core:small-")
+    assert f"dial tcp 127.0.0.1:{port}: connect: connection refused" in line
+    assert line.endswith("check REGISTRY in .env and that the registry is running and reachable")
+
+
+def test_registry_that_stops_in_the_middle_of_a_push_is_one_error(api, shipped, tmp_path):
+    program = need_program("/usr/bin/docker-registry", "Debian's docker-registry")
+    port = free_port()
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/storage\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    log = open(tmp_path / "registry.log", "w")
+    server = subprocess.Popen([program, "serve", str(tmp_path / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _, record = shipped
+        repository = f"127.0.0.1:{port}/prefect-core"
+        api.tag(f"{record['repository']}@{record['digest']}", repository, record["tag"])
+        api.tag(f"{record['repository']}@{record['digest']}", repository, image.LATEST)
+        current = settings.parse(env_text(f"127.0.0.1:{port}"))
+        (tmp_path / ".kit").mkdir()
+        (tmp_path / ".kit/build.json").write_text(json.dumps({"repository": repository, "tag": record["tag"]}))
+
+        def stop_once_uploads_begin():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "PATCH /v2/prefect-core/blobs/uploads" not in \
+                    (tmp_path / "registry.log").read_text():
+                time.sleep(0.05)
+            server.send_signal(signal.SIGKILL)
+
+        stopper = threading.Thread(target=stop_once_uploads_begin)
+        stopper.start()
+        with pytest.raises(UserError) as caught:
+            image.push(current, tmp_path, echo=lambda line: None)
+        stopper.join()
+    finally:
+        server.kill()
+        server.wait()
+        log.close()
+    [problem] = caught.value.problems
+    assert problem.startswith(f"push of {repository}:{record['tag']} failed: ")
+    assert problem.endswith("check REGISTRY in .env and that the registry is running and reachable")
+    assert "\n" not in problem
