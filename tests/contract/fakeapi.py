@@ -191,6 +191,10 @@ def namespace_not_found(namespace: str) -> ApiError:
     return not_found(BY_KIND["Namespace"], namespace)
 
 
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
@@ -687,14 +691,14 @@ class FakeApi:
     def set_owner(self, kind: str, ns: str | None, name: str, field_path: str, manager: str) -> None:
         path = tuple(field_path.strip(".").split("."))
         with self._cond:
-            stored = self._objects[key_of(BY_KIND[kind], ns, name)]
+            key = key_of(BY_KIND[kind], ns, name)
+            stored = self._objects[key]
             owners = {m: Owner(o.operation, o.api_version, o.fields - {path}, o.time) for m, o in stored.owners.items()}
             mine = owners.get(manager)
             fields = (mine.fields if mine else frozenset()) | {path}
             owners[manager] = Owner("Update", BY_KIND[kind].api_version, fields, now())
-            stored.owners = {m: o for m, o in owners.items() if o.fields}
-            stored.obj = {**stored.obj, "metadata": {**stored.obj["metadata"],
-                                                     "managedFields": managed_fields(stored.owners)}}
+            # A write like the one that manager made: the object's managedFields and resourceVersion move.
+            self._write(BY_KIND[kind], key, stored, copy.deepcopy(stored.obj), owners, False)
 
     @property
     def requests(self) -> list[Request]:
@@ -713,7 +717,8 @@ class FakeApi:
             self._failures.append([path_prefix, code, times])
 
     def deny(self, code: int, path_prefix: str = "/") -> None:
-        assert code in (401, 403), "deny() plays authentication (401) or authorization (403) failures"
+        if code not in (401, 403):
+            raise ValueError("deny() plays authentication (401) or authorization (403) failures; fail() the others")
         with self._cond:
             self._denials.append((path_prefix, code))
 
@@ -737,19 +742,17 @@ class FakeApi:
             self._cond.notify_all()
 
     def event(self, obj: dict, reason: str, message: str, type: str = "Warning") -> dict:
-        meta = obj["metadata"]
-        with self._cond:
-            stamp = now()
-            return self.put({
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta.get("namespace")},
-                "involvedObject": {"kind": obj["kind"], "apiVersion": obj["apiVersion"], "name": meta["name"],
-                                   "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                                   "resourceVersion": meta.get("resourceVersion")},
-                "reason": reason, "message": message, "type": type, "count": 1,
-                "firstTimestamp": stamp, "lastTimestamp": stamp,
-                "source": {"component": "fakeapi"}, "reportingComponent": "fakeapi",
-            })
+        meta, stamp = obj["metadata"], now()
+        return self.put({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta.get("namespace")},
+            "involvedObject": {"kind": obj["kind"], "apiVersion": obj["apiVersion"], "name": meta["name"],
+                               "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "reason": reason, "message": message, "type": type, "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp,
+            "source": {"component": "fakeapi"}, "reportingComponent": "fakeapi",
+        })
 
     def make_ready(self, kind: str, ns: str, name: str) -> None:
         self._roll(kind, ns, name, None)
@@ -775,13 +778,13 @@ class FakeApi:
         with self._cond:
             self._requests.append(request)
         if authorization != f"Bearer {self.token}":
-            raise ApiError(401, "Unauthorized", "Unauthorized")
+            raise unauthorized()
         target = parse_target(request.path)
         with self._cond:
             for prefix, code in self._denials:
                 if request.path.startswith(prefix):
                     if code == 401:
-                        raise ApiError(401, "Unauthorized", "Unauthorized")
+                        raise unauthorized()
                     raise forbidden(request.path, request.method, target, request.query)
             for failure in self._failures:
                 prefix, code, times = failure

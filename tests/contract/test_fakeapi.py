@@ -215,6 +215,18 @@ def test_list_selects_by_label_and_by_the_fields_the_real_server_indexes(fakeapi
         dyn.get(secrets, namespace=NS, field_selector="data.auth-string=x")
 
 
+def test_events_are_found_by_the_object_they_are_about(fakeapi, api_client, dyn, namespace):
+    apply(dyn, deployment())
+    fakeapi.make_unready("Deployment", NS, "prefect-worker-prod-main", "ImagePullBackOff", "pull failed")
+    (pod,) = fakeapi.objects("Pod", NS)
+    fakeapi.event(pod, "Failed", "Failed to pull image")
+    fakeapi.event(fakeapi.get("Deployment", NS, "prefect-worker-prod-main"), "ScalingReplicaSet", "scaled", "Normal")
+    found = client.CoreV1Api(api_client).list_namespaced_event(
+        NS, field_selector=f"involvedObject.name={pod['metadata']['name']},involvedObject.kind=Pod")
+    assert [(e.reason, e.type, e.involved_object.uid) for e in found.items] == [
+        ("Failed", "Warning", pod["metadata"]["uid"])]
+
+
 def test_a_watch_from_a_compacted_resource_version_gets_410(fakeapi, dyn, namespace):
     old = apply(dyn, secret()).metadata.resourceVersion
     apply(dyn, secret("bmV3"))
