@@ -337,7 +337,8 @@ def pod_problem(pod: dict, events: list[dict]) -> str:
         if "running" in container.get("state", {}) and not container.get("ready"):
             probes = [event for event in events if event.get("reason") == "Unhealthy"]
             if probes:
-                return f"container {container['name']} is running but failing its probe: {latest(probes, 1)[0].get('message')}"
+                failure = latest(probes, 1)[0].get("message")
+                return f"container {container['name']} is running but failing its probe: {failure}"
             return f"container {container['name']} is running but its readiness probe has not passed yet"
     waiting = [c["state"]["waiting"]["reason"] for c in containers if c.get("state", {}).get("waiting")]
     return waiting[0] if waiting else status.get("phase", "Pending")

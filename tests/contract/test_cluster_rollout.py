@@ -24,13 +24,15 @@ def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi
     rollout.rollout(settings, tag="v1", timeout=10, out=lines)
 
     applied = [line for line in lines if line.endswith(" created")]
-    assert applied[:3] == ["namespace/prefect created", "secret/prefect-config created", "secret/prefect-login-auth created"]
+    assert applied[:3] == ["namespace/prefect created", "secret/prefect-config created",
+                           "secret/prefect-login-auth created"]
     assert applied[-2:] == ["ingress/prefect-api created", "ingress/prefect-ui created"]
     assert {'statefulset "prefect-server" rolling update complete',
             'deployment "prefect-worker-prod-main" successfully rolled out',
             'deployment "prefect-worker-prod-secondary" successfully rolled out'} <= set(lines)
     writes = fakeapi.writes()
-    assert {(w.method, w.content_type, w.query.get("fieldManager")) for w in writes} == {("PATCH", APPLY, "prefect-kit")}
+    assert {(w.method, w.content_type, w.query.get("fieldManager")) for w in writes} == {
+        ("PATCH", APPLY, "prefect-kit")}
     image = fakeapi.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "internal-cr:9999/prefect-core:v1"
 
@@ -76,7 +78,8 @@ def test_new_image_tag_rolls_every_workload_and_leaves_the_secrets(deployed, set
     assert "statefulset/prefect-server configured" in lines
     assert all(f"deployment/{name} configured" in lines for name in WORKERS)
     for name in WORKERS:
-        pods = [p for p in deployed.objects("Pod", NS) if p["metadata"]["labels"].get("app.kubernetes.io/instance") == name]
+        pods = [p for p in deployed.objects("Pod", NS)
+                if p["metadata"]["labels"].get("app.kubernetes.io/instance") == name]
         assert [p["spec"]["containers"][0]["image"] for p in pods] == ["internal-cr:9999/prefect-core:v2"]
 
 
@@ -84,14 +87,14 @@ def test_rollout_that_never_gets_ready_times_out_and_says_why(deployed, settings
     lines = Lines()
     lines.on(f"deployment/{WORKERS[0]} configured", lambda: deployed.make_unready(
         "Deployment", NS, WORKERS[0], "ImagePullBackOff", 'Back-off pulling image "internal-cr:9999/prefect-core:v2"'))
-    lines.on(f"deployment/{WORKERS[1]} configured", lambda: deployed.make_ready("Deployment", NS, WORKERS[1]))
     lines.on("statefulset/prefect-server configured", lambda: deployed.make_ready("StatefulSet", NS, "prefect-server"))
 
-    def pulling():
+    def other_worker_ready_and_the_first_fails_to_pull():
+        deployed.make_ready("Deployment", NS, WORKERS[1])
         pod = next(p for p in deployed.objects("Pod", NS) if p["metadata"]["name"].startswith(WORKERS[0]))
         deployed.event(pod, "Failed", "Failed to pull image: manifest unknown")
 
-    lines.on(f"deployment/{WORKERS[1]} configured", lambda: (deployed.make_ready("Deployment", NS, WORKERS[1]), pulling()))
+    lines.on(f"deployment/{WORKERS[1]} configured", other_worker_ready_and_the_first_fails_to_pull)
 
     with pytest.raises(UserError, match=rf"rollout: not ready after 1s: deployment/{WORKERS[0]};"):
         rollout.rollout(settings, tag="v2", timeout=1, out=lines)
@@ -133,7 +136,8 @@ def test_a_workload_without_pods_shows_its_replica_sets_events(deployed, setting
                                                              if pod["metadata"]["name"].startswith(WORKERS[0])])
     with pytest.raises(UserError, match=rf"not ready after 1s: deployment/{WORKERS[0]};"):
         rollout.rollout(settings, tag="v2", timeout=1, out=lines)
-    start = lines.index(f'deployment/{WORKERS[0]}: deployment "{WORKERS[0]}": waiting for the spec update to be observed')
+    header = f'deployment/{WORKERS[0]}: deployment "{WORKERS[0]}": waiting for the spec update to be observed'
+    start = lines.index(header)
     assert lines[start + 1:start + 3] == [
         "  no pods", '    Warning FailedCreate: pods "x" is forbidden: exceeded quota: compute, requested: cpu=250m']
 
@@ -251,7 +255,8 @@ def test_dry_run_changes_nothing_and_hides_secret_values(deployed):
            '"internal-cr:9999/prefect-core:v2"' in lines
     assert not any("a-brand-new-password" in line for line in lines)
     assert all(w.query.get("dryRun") == "All" for w in deployed.writes())
-    assert deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1")
+    stored = deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert stored.endswith(":v1")
 
 
 def test_dry_run_into_a_missing_namespace_reports_creations_without_writing(fakeapi, settings):
@@ -292,4 +297,5 @@ def test_secrets_applies_the_namespace_and_the_secrets_only(fakeapi, settings):
 
     again = Lines()
     rollout.secrets(settings, out=again)
-    assert again == ["namespace/prefect unchanged", "secret/prefect-config unchanged", "secret/prefect-login-auth unchanged"]
+    assert again == ["namespace/prefect unchanged", "secret/prefect-config unchanged",
+                     "secret/prefect-login-auth unchanged"]

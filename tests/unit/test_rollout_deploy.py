@@ -24,7 +24,8 @@ def steps(monkeypatch):
 
     failing = set()
     monkeypatch.setattr(image, "build", record("build"))
-    monkeypatch.setattr(image, "push", record("push", release.Build("internal-cr:9999/prefect-core", "abc1234", "sha256:1")))
+    pushed = release.Build("internal-cr:9999/prefect-core", "abc1234", "sha256:1")
+    monkeypatch.setattr(image, "push", record("push", pushed))
     monkeypatch.setattr(rollout, "secrets", record("secrets"))
     monkeypatch.setattr(rollout, "rollout", record("rollout"))
     monkeypatch.setattr(pools, "sync", record("pools", []))

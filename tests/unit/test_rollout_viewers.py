@@ -29,7 +29,8 @@ def statefulset(generation=2, observed=2, replicas=1, strategy=None, **status):
 def test_deployment_waits_until_the_controller_has_seen_the_new_generation():
     message, done = deployment_status(
         deployment(generation=3, observed=2, replicas=1, updatedReplicas=1, availableReplicas=1))
-    assert (message, done) == ('deployment "prefect-worker-prod-main": waiting for the spec update to be observed', False)
+    assert message == 'deployment "prefect-worker-prod-main": waiting for the spec update to be observed'
+    assert done is False
 
 
 def test_deployment_waits_for_updated_replicas():
@@ -77,12 +78,13 @@ def test_statefulset_waits_for_ready_replicas():
 
 def test_statefulset_with_a_partition_waits_for_the_updated_pods():
     strategy = {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
-    waiting = statefulset(strategy=strategy, replicas=1, readyReplicas=1, updatedReplicas=0)
-    done = statefulset(strategy=strategy, replicas=1, readyReplicas=1, updatedReplicas=1)
-    assert statefulset_status(waiting) == (
-        'statefulset "prefect-server": waiting for partitioned roll out to finish: 0 out of 1 new pods have been updated',
-        False)
-    assert statefulset_status(done)[1] is True
+    rolling = statefulset(strategy=strategy, replicas=1, readyReplicas=1, updatedReplicas=0)
+    rolled = statefulset(strategy=strategy, replicas=1, readyReplicas=1, updatedReplicas=1)
+    message, done = statefulset_status(rolling)
+    assert message == ('statefulset "prefect-server": waiting for partitioned roll out to finish: '
+                       '0 out of 1 new pods have been updated')
+    assert done is False
+    assert statefulset_status(rolled)[1] is True
 
 
 def test_statefulset_partition_leaves_the_lower_ordinals_alone():
