@@ -209,7 +209,9 @@ class Cluster:
     def restart(self, obj: dict, at: datetime) -> dict:
         """What `kubectl rollout restart` does: stamp the pod template, so every pod is replaced."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        stamp = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: at.isoformat()}}}}}
+        # RFC 3339 in seconds, as kubectl writes it.
+        when = at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: when}}}}}
         path = resource.path(name=obj["metadata"]["name"], namespace=self._namespace_for(resource))
         return self._request("patch", path, body=stamp, content_type="application/merge-patch+json",
                              field_manager=RESTART_MANAGER)

@@ -130,6 +130,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             for obj in workloads:
                 out(f"{describe(obj)} restarted")
         wait(k, workloads, timeout, out)
+    out(f"ready: {settings.public_url}/")
 
 
 def live_objects(k: Cluster) -> dict[tuple[str, str], dict]:

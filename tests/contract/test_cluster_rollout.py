@@ -1,6 +1,7 @@
 """`inv rollout` and `inv secrets` through the real kubernetes client against the stand-in API server."""
 
 import base64
+import re
 import threading
 import time
 
@@ -30,6 +31,7 @@ def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi
     assert {'statefulset "prefect-server" rolling update complete',
             'deployment "prefect-worker-prod-main" successfully rolled out',
             'deployment "prefect-worker-prod-secondary" successfully rolled out'} <= set(lines)
+    assert lines[-1] == "ready: http://prefect.company.local/"
     writes = fakeapi.writes()
     assert {(w.method, w.content_type, w.query.get("fieldManager")) for w in writes} == {
         ("PATCH", APPLY, "prefect-kit")}
@@ -236,6 +238,16 @@ def test_prune_deletes_what_the_kit_no_longer_renders_and_nothing_else(fakeapi):
     assert fakeapi.get("Namespace", None, NS)
 
 
+def test_prune_in_a_dry_run_only_says_what_it_would_delete(fakeapi):
+    fakeapi.controller(True)
+    rollout.rollout(make_settings(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-secret"), tag="v1", timeout=10,
+                    out=Lines())
+    lines = Lines()
+    rollout.rollout(make_settings(), tag="v1", prune=True, dry_run=True, out=lines)
+    assert "secret/regcred would be pruned (dry run)" in lines
+    assert fakeapi.get("Secret", NS, "regcred")
+
+
 def test_without_prune_nothing_is_deleted(fakeapi):
     fakeapi.controller(True)
     rollout.rollout(make_settings(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-secret"), tag="v1", timeout=10,
@@ -274,6 +286,7 @@ def test_restart_stamps_the_pod_templates_and_a_later_rollout_keeps_the_stamp(de
     assert "statefulset/prefect-server restarted" in lines
     annotations = deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["metadata"]["annotations"]
     stamp = annotations["kubectl.kubernetes.io/restartedAt"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp), "kubectl's RFC 3339 form"
 
     again = Lines()
     rollout.rollout(settings, tag="v1", timeout=10, out=again)
