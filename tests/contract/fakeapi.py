@@ -54,9 +54,10 @@ for cluster-scoped kinds. Every object passed in or returned is a plain dict cop
     compact()                           forget the event history: a watch from an older resourceVersion
                                         gets an ERROR event with a 410 Gone Status, as after etcd compaction
     log(ns, pod, text)                  append lines to a pod's log (GET …/log: tailLines, container,
-                                        follow streams appended lines until the pod goes or drop_watches();
-                                        previous=true answers it only when the container has a terminated
-                                        previous run, else 400 as for real)
+                                        follow streams appended lines until the pod goes or drop_watches()).
+                                        The kubelet's refusals hold: 400 for a container waiting to start
+                                        (ImagePullBackOff, ...) or for previous=true without a terminated
+                                        previous run; an unscheduled pod has an empty log
     event(obj, reason, message, type="Warning") -> dict
                                         record a core/v1 Event about obj (involvedObject filled from it)
     Controller helpers, never run unless a test calls them:
@@ -506,6 +507,28 @@ _FAILURES = {
 }
 _WAITING_BEFORE_START = {"ImagePullBackOff", "ErrImagePull", "ContainerCreating", "CreateContainerConfigError",
                          "InvalidImageName"}
+
+
+def log_refusal(pod: dict, container: str, previous: bool) -> str | None:
+    """Why the kubelet refuses a container's log, in its words (validateContainerLogStatus, pkg/kubelet)."""
+    subject = f'container "{container}" in pod "{pod["metadata"]["name"]}"'
+    statuses = pod.get("status", {}).get("containerStatuses", [])
+    status = next((c for c in statuses if c["name"] == container), None)
+    if status is None:
+        return f"{subject} is not available"
+    state, last = status.get("state", {}), status.get("lastState", {}).get("terminated") or {}
+    if previous:
+        return None if last.get("containerID") else f"previous terminated {subject} not found"
+    if "running" in state:
+        return None
+    if "terminated" in state or last:
+        return None if state.get("terminated", {}).get("containerID") or last.get("containerID") else (
+            f"{subject} is terminated")
+    if "waiting" in state:
+        reason = state["waiting"].get("reason", "")
+        why = {"ErrImagePull": "image can't be pulled", "ImagePullBackOff": "trying and failing to pull image"}
+        return f"{subject} is waiting to start: {why.get(reason, reason)}"
+    return f"{subject} is waiting to start - no logs yet"
 
 
 def parse_target(path: str) -> Target | None:
@@ -1128,11 +1151,11 @@ class FakeApi:
                                   f"[{' '.join(containers)}]")
             if container is not None and container not in containers:
                 raise bad_request(f"container {container} is not valid for pod {name}")
-            if is_true(query.get("previous")) and not any(
-                    "terminated" in c.get("lastState", {}) for c in stored.obj.get("status", {}).get(
-                        "containerStatuses", []) if c["name"] == (container or containers[0])):
-                raise bad_request(f'previous terminated container "{container or containers[0]}" in pod "{name}" '
-                                  "not found")
+            if not stored.obj.get("spec", {}).get("nodeName"):
+                return Answer(200, "", content_type="text/plain")  # no kubelet to ask: an empty log, as for real
+            refusal = log_refusal(stored.obj, container or containers[0], is_true(query.get("previous")))
+            if refusal:
+                raise bad_request(refusal)
             lines = self._logs.get((ns, name), [])
             tail = int(query["tailLines"]) if query.get("tailLines") else None
             shown = lines[len(lines) - min(tail, len(lines)):] if tail is not None else list(lines)
@@ -1203,6 +1226,7 @@ def pod_for(workload: dict, index: int, revision: str, waiting: tuple | None) ->
                        "statefulset.kubernetes.io/pod-name": name, "apps.kubernetes.io/pod-index": str(index)})
     containers = template["spec"]["containers"]
     stamp = now()
+    scheduled = not (waiting and waiting[0] == "Unschedulable")
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels,
@@ -1210,7 +1234,7 @@ def pod_for(workload: dict, index: int, revision: str, waiting: tuple | None) ->
                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner_kind, "name": owner_name,
                                           "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, owner_name)),
                                           "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {**template["spec"], "nodeName": "fakeapi-node"},
+        "spec": {**template["spec"], **({"nodeName": "fakeapi-node"} if scheduled else {})},
         "status": pod_status(containers, index, stamp, waiting),
     }
 
@@ -1239,8 +1263,9 @@ def pod_status(containers: list[dict], index: int, stamp: str, waiting: tuple | 
         return {**found, "reason": reason, "message": message} if reason else found
 
     if waiting is None:
-        statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True, "started": True,
-                     "restartCount": 0, "state": {"running": {"startedAt": stamp}}} for c in containers]
+        statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "containerID": container_id(c, index, 0),
+                     "ready": True, "started": True, "restartCount": 0, "state": {"running": {"startedAt": stamp}}}
+                    for c in containers]
         conditions = [condition(t, True) for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]
         return {"phase": "Running", "conditions": conditions, "podIP": f"10.244.0.{10 + index}", "startTime": stamp,
                 "containerStatuses": statuses}
@@ -1253,13 +1278,17 @@ def pod_status(containers: list[dict], index: int, stamp: str, waiting: tuple | 
                   "restartCount": restarts, "state": {"waiting": {"reason": reason, "message": message}}}
         if restarts:
             status["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": stamp,
-                                                  "finishedAt": stamp}}
+                                                  "finishedAt": stamp, "containerID": container_id(c, index, restarts)}}
         statuses.append(status)
     unready = f"containers with unready status: [{' '.join(c['name'] for c in containers)}]"
     conditions = [condition("Initialized", True), condition("Ready", False, "ContainersNotReady", unready),
                   condition("ContainersReady", False, "ContainersNotReady", unready), condition("PodScheduled", True)]
     return {"phase": "Pending" if reason in _WAITING_BEFORE_START else "Running", "conditions": conditions,
             "podIP": f"10.244.0.{10 + index}", "startTime": stamp, "containerStatuses": statuses}
+
+
+def container_id(container: dict, index: int, run: int) -> str:
+    return "containerd://" + hashlib.sha256(f"{container['name']}/{index}/{run}".encode()).hexdigest()
 
 
 def workload_status(workload: dict, revision: str, ready: bool) -> dict:

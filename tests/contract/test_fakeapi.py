@@ -324,17 +324,25 @@ def test_make_ready_and_make_unready_play_the_controllers(fakeapi, dyn, namespac
     assert (status["observedGeneration"], status["updatedReplicas"], status["availableReplicas"]) == (2, 2, 2)
 
 
-def test_previous_logs_exist_only_after_a_restart(fakeapi, api_client, dyn, namespace):
+def test_logs_follow_the_kubelets_rules_for_containers_that_never_ran(fakeapi, api_client, dyn, namespace):
     apply(dyn, deployment())
     fakeapi.make_unready("Deployment", NS, "prefect-worker-prod-main", "ImagePullBackOff", "pull failed")
-    (pod,) = fakeapi.objects("Pod", NS)
+    name = fakeapi.objects("Pod", NS)[0]["metadata"]["name"]
     core = client.CoreV1Api(api_client)
-    with pytest.raises(client.ApiException) as raised:
-        core.read_namespaced_pod_log(pod["metadata"]["name"], NS, previous=True)
-    assert raised.value.status == 400
+    with pytest.raises(client.ApiException) as waiting:
+        core.read_namespaced_pod_log(name, NS)
+    assert json.loads(waiting.value.body)["message"] == (
+        f'container "worker" in pod "{name}" is waiting to start: trying and failing to pull image')
+    with pytest.raises(client.ApiException) as previous:
+        core.read_namespaced_pod_log(name, NS, previous=True)
+    assert json.loads(previous.value.body)["message"] == (
+        f'previous terminated container "worker" in pod "{name}" not found')
     fakeapi.make_unready("Deployment", NS, "prefect-worker-prod-main", "CrashLoopBackOff", "back-off", restarts=1)
-    fakeapi.log(NS, pod["metadata"]["name"], "Traceback")
-    assert core.read_namespaced_pod_log(pod["metadata"]["name"], NS, previous=True) == "Traceback\n"
+    fakeapi.log(NS, name, "Traceback")
+    assert core.read_namespaced_pod_log(name, NS, previous=True) == "Traceback\n"
+    assert core.read_namespaced_pod_log(name, NS) == "Traceback\n"  # the crashed run, until the next one starts
+    fakeapi.make_unready("Deployment", NS, "prefect-worker-prod-main", "Unschedulable", "0/1 nodes are available")
+    assert core.read_namespaced_pod_log(name, NS) == ""
 
 
 def test_a_ready_statefulset_has_its_pods_and_volume_claims(fakeapi, dyn, namespace):
