@@ -132,12 +132,14 @@ def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflict
                         force_conflicts=force_conflicts, timeout=timeout)
 
 
-@task
-def status(c):
+@task(help={
+    "api_url": "Prefect API for the pools half instead of the public one, e.g. http://127.0.0.1:4200/api",
+})
+def status(c, api_url=""):
     """Show the kit's pods and workloads, the public URL, and the work pools with their workers."""
     from kit import settings, status as kit_status
 
-    kit_status.show(settings.load())
+    kit_status.show(settings.load(), api_url or None)
 
 
 @task(help={

@@ -32,7 +32,7 @@ def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollo
     with _step("flows", out):
         flows.deploy(settings, api_url)
     with _step("status", out):
-        status.show(settings, out=out)
+        status.show(settings, api_url, out=out)
 
 
 @contextmanager

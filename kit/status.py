@@ -17,7 +17,7 @@ from kit.settings import Settings
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 
 
-def show(settings: Settings, out: Callable[[str], None] = print) -> None:
+def show(settings: Settings, api_url: str | None = None, out: Callable[[str], None] = print) -> None:
     """Print both halves; raise UserError (after printing the other half) when the cluster cannot be read."""
     from kit import pools
 
@@ -30,7 +30,7 @@ def show(settings: Settings, out: Callable[[str], None] = print) -> None:
     for line in lines:
         out(line)
     out(f"url: {settings.public_url}/")
-    for line in pools.status(settings):
+    for line in pools.status(settings, api_url):
         out(line)
     if problem:
         raise problem

@@ -89,11 +89,11 @@ def test_status_shows_a_crash_loop(deployed, settings):
 def test_status_prints_the_url_and_the_prefect_half_when_the_cluster_is_down(fakeapi, tmp_path, monkeypatch):
     fakeapi.url = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("KUBECONFIG", fakeapi.write_kubeconfig(str(tmp_path / "dead")))
-    monkeypatch.setattr("kit.pools.status", lambda settings: ["pool production: ready"])
+    monkeypatch.setattr("kit.pools.status", lambda settings, api_url: [f"pool production: ready (via {api_url})"])
     lines = Lines()
     with pytest.raises(UserError, match="cannot reach the API server"):
-        status.show(make_settings(), out=lines)
-    assert lines == ["url: http://prefect.company.local/", "pool production: ready"]
+        status.show(make_settings(), "http://127.0.0.1:4200/api", out=lines)
+    assert lines == ["url: http://prefect.company.local/", "pool production: ready (via http://127.0.0.1:4200/api)"]
 
 
 # ---- logs
