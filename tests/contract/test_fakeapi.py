@@ -156,6 +156,23 @@ def test_a_write_into_a_missing_namespace_is_not_found(dyn):
     assert 'namespaces \\"prefect\\" not found' in raised.value.body
 
 
+def test_create_refuses_a_second_object_of_the_same_name(fakeapi, dyn, namespace):
+    secrets = resource(dyn, "Secret")
+    dyn.create(secrets, body=secret(), namespace=NS)
+    with pytest.raises(errors.ConflictError) as raised:
+        dyn.create(secrets, body=secret(), namespace=NS)
+    assert json.loads(raised.value.body)["reason"] == "AlreadyExists"
+    assert [(r.method, r.status) for r in fakeapi.writes()] == [("POST", 201), ("POST", 409)]
+
+
+def test_delete_by_label_selector_deletes_only_what_it_selects(fakeapi, dyn, namespace):
+    fakeapi.put({**secret(), "metadata": {"name": "kept", "namespace": NS}})
+    managed = {"app.kubernetes.io/managed-by": "prefect-kit"}
+    fakeapi.put({**secret(), "metadata": {"name": "doomed", "namespace": NS, "labels": managed}})
+    dyn.delete(resource(dyn, "Secret"), namespace=NS, label_selector="app.kubernetes.io/managed-by=prefect-kit")
+    assert [s["metadata"]["name"] for s in fakeapi.objects("Secret", NS)] == ["kept"]
+
+
 def test_replace_with_a_stale_resource_version_conflicts(dyn, namespace):
     first = apply(dyn, secret()).to_dict()
     apply(dyn, secret("bmV3"))
