@@ -122,6 +122,12 @@ def test_logs_of_a_crash_looping_server_read_its_previous_run(deployed, settings
     assert request.query["previous"] == "true"
 
 
+def test_logs_of_a_container_that_never_started_is_one_line(deployed, settings):
+    deployed.make_unready("Deployment", NS, WORKERS[0], "ImagePullBackOff", "Back-off pulling image")
+    with pytest.raises(UserError, match=rf"^pod/{WORKERS[0]}-\S+: container \"worker\" in pod .* is waiting to start"):
+        cluster.logs(settings, worker="prod-main", out=Lines())
+
+
 def test_logs_follow_streams_until_the_pod_goes(deployed, settings):
     deployed.log(NS, "prefect-server-0", "started")
     lines = Lines()
