@@ -6,6 +6,7 @@ from kit import release
 from kit.cluster import MANAGED_KINDS, changes, connection_reason, outcome
 from kit.errors import UserError
 from kit.rollout import image_reference
+from tests.rendering import make_settings, render
 
 
 def secret(value, version="7"):
@@ -64,14 +65,8 @@ def test_changes_name_the_field_and_both_values():
     ]
 
 
-def test_every_rendered_kind_is_one_prune_and_destroy_know(tmp_path):
-    from kit import manifests
-    from kit.settings import parse
-
-    settings = parse("REGISTRY=r:5000\nIMAGE_NAME=p\nPREFECT_VERSION=3.9.1\nNAMESPACE=prefect\n"
-                     "PREFECT_HOST=prefect.example.com\nPREFECT_USER=admin\nPREFECT_PASSWORD=abcdefghijklmnop\n"
-                     "REGISTRY_USER=u\nREGISTRY_PASSWORD=p\n")
-    rendered = {(obj["apiVersion"], obj["kind"]) for obj in manifests.render(settings, "r:5000/p:1")}
+def test_every_rendered_kind_is_one_prune_and_destroy_know():
+    rendered = {(obj["apiVersion"], obj["kind"]) for obj in render(REGISTRY_USER="robot", REGISTRY_PASSWORD="pw")}
     assert rendered - {("v1", "Namespace")} == {(version, kind) for kind, version in MANAGED_KINDS.items()}
 
 
@@ -92,10 +87,7 @@ def write_record(tmp_path, monkeypatch, **build):
 
 @pytest.fixture
 def settings():
-    from kit.settings import parse
-
-    return parse("REGISTRY=r:5000\nIMAGE_NAME=p\nPREFECT_VERSION=3.9.1\nNAMESPACE=prefect\n"
-                 "PREFECT_HOST=prefect.example.com\nPREFECT_USER=admin\nPREFECT_PASSWORD=abcdefghijklmnop\n")
+    return make_settings(REGISTRY="r:5000", IMAGE_NAME="p")
 
 
 def test_rollout_image_is_the_recorded_push_by_digest(tmp_path, monkeypatch, settings):
