@@ -40,12 +40,16 @@ def render(settings: Settings, image: str, directory: Path = MANIFEST_DIR) -> li
     objects = copy.deepcopy(load(directory)) + rendered_secrets
     for obj in objects:
         _render_object(obj, settings, image)
-    for obj in objects:
         if obj["kind"] in WORKLOADS:
             template = obj["spec"]["template"]
             template["metadata"].setdefault("annotations", {})[CHECKSUM_ANNOTATION] = config_checksum(
                 template["spec"], rendered_secrets)
     return sorted(objects, key=lambda obj: APPLY_ORDER.index(obj["kind"]))
+
+
+def render_config(settings: Settings, directory: Path = MANIFEST_DIR) -> list[dict]:
+    """Only the Namespace and the Secrets, what `inv secrets` applies: no image is needed for them."""
+    return [obj for obj in render(settings, image="", directory=directory) if obj["kind"] in ("Namespace", "Secret")]
 
 
 def _render_object(obj: dict, settings: Settings, image: str) -> None:

@@ -99,9 +99,7 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
     """Apply the namespace and the rendered Secrets, nothing else."""
     from kit import manifests
 
-    # Rendering needs an image; it only lands in the workloads, which are left out here.
-    image = release.image_for(settings.image_repository).reference
-    objects = [obj for obj in manifests.render(settings, image) if obj["kind"] in ("Namespace", "Secret")]
+    objects = manifests.render_config(settings)
     with cluster.connect(settings) as k:
         apply_objects(k, objects, live_objects(k), dry_run=dry_run, out=out)
 

@@ -11,7 +11,7 @@ import yaml
 from kit import manifests, secrets
 from kit.errors import UserError
 from kit.manifests import find
-from tests.rendering import IMAGE, render
+from tests.rendering import IMAGE, make_settings, render
 
 POSTGRES = "postgresql+asyncpg://prefect:db-pass-123@postgres.company.local:5432/prefect"
 
@@ -295,3 +295,10 @@ def test_written_files_are_private_and_apply_in_order(tmp_path):
     assert [yaml.safe_load(p.read_text()) for p in sorted(paths)] == objects
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in paths)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
+
+
+def test_config_alone_is_the_namespace_and_the_secrets_as_a_full_render_has_them():
+    settings = make_settings()
+    config = manifests.render_config(settings)
+    assert [obj["kind"] for obj in config] == ["Namespace", "Secret", "Secret"]
+    assert config == [obj for obj in manifests.render(settings, IMAGE) if obj["kind"] in ("Namespace", "Secret")]
