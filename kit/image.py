@@ -193,9 +193,8 @@ def _login(api, settings: Settings) -> dict[str, str]:
     try:
         api.login(registry=host, reauth=True, **auth)
     except docker.errors.APIError as error:
-        raise UserError(f"REGISTRY_USER: login to {host} as {settings.registry_user} failed "
-                        f"({_one_line(error.explanation or str(error))}); check REGISTRY_USER and REGISTRY_PASSWORD "
-                        "in .env") from None
+        reason = _one_line(error.explanation or str(error))
+        raise UserError(f"login to {host} as {settings.registry_user} failed ({reason}); {_push_hint(reason)}") from None
     return auth
 
 
@@ -218,9 +217,12 @@ def _status_line(item: dict) -> str:
     return f"{item['id']}: {status}" if item.get("id") else status
 
 
+_REFUSED_LOGIN = ("unauthorized", "authentication required", "denied", "credentials", "401")
+
+
 def _push_hint(error: str) -> str:
-    lowered = error.lower()
-    if "unauthorized" in lowered or "authentication required" in lowered or "denied" in lowered:
+    """What to check for a failed login or push: the credentials, or where the registry is."""
+    if any(word in error.lower() for word in _REFUSED_LOGIN):
         return "check REGISTRY_USER and REGISTRY_PASSWORD in .env"
     return "check REGISTRY in .env and that the registry is running and reachable"
 

@@ -255,9 +255,19 @@ def test_push_with_wrong_credentials_is_one_line(small_build):
     done = inv(project, env_file, "push")
     assert done.returncode == 1
     assert error_lines(done) == [
-        f"error: REGISTRY_USER: login to {registry} as kit-ci failed (login attempt to http://{registry}/v2/ failed "
+        f"error: login to {registry} as kit-ci failed (login attempt to http://{registry}/v2/ failed "
         "with status: 401 Unauthorized); check REGISTRY_USER and REGISTRY_PASSWORD in .env"]
     assert "not-the-password" not in done.stdout + done.stderr
+
+
+def test_push_without_credentials_to_a_registry_that_needs_them_is_one_line(small_build):
+    registry = need("KIT_TEST_AUTH_REGISTRY", "the registry with a login")
+    project, env_file = small_build(registry)
+    done = inv(project, env_file, "push")
+    assert done.returncode == 1
+    [line] = error_lines(done)
+    assert line.startswith(f"error: push of {registry}/prefect-core:small-")
+    assert line.endswith("check REGISTRY_USER and REGISTRY_PASSWORD in .env")
 
 
 def test_push_to_a_closed_port_is_one_line(small_build):

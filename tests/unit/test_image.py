@@ -173,6 +173,7 @@ def test_push_stream_gives_the_digest_and_layer_events_without_byte_counters():
 
 @pytest.mark.parametrize("error, hint", [
     ("unauthorized: authentication required", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
+    ("no basic auth credentials", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
     ('Get "https://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused',
      "check REGISTRY in .env and that the registry is running and reachable"),
 ])
