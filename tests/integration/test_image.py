@@ -65,11 +65,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def api():
+    """The engine of KIT_TEST_DOCKER, also for the kit in this process and the `inv` it runs (DOCKER_HOST)."""
     import docker
 
-    need("KIT_TEST_DOCKER", "a Docker engine")
+    engine = need("KIT_TEST_DOCKER", "a Docker engine")
     need("KIT_TEST_BASE_IMAGE", "the Prefect base image (or its stand-in)")
-    return docker.from_env(timeout=None).api
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_HOST", engine)
+        yield docker.from_env(timeout=None).api
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +114,7 @@ def pulled(api, shipped):
 
 
 @pytest.fixture(scope="module")
-def run(pulled):
+def run(api, pulled):
     """Run a command in the image as a pod of the manifests would: uid 10001, read-only root, tmpfs home."""
     import docker
 
