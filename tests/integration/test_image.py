@@ -205,6 +205,20 @@ def test_failing_run_step_is_named_with_its_last_output(kit_copy, registry, tmp_
     assert not (project / ".kit/build.json").exists()
 
 
+def test_unreachable_vendor_download_names_the_url(kit_copy, registry, tmp_path):
+    # Oracle's and Microsoft's sites cannot be reached from here: the oracle-thick branch runs up to its
+    # download (its apt packages included) and must stop there with the URL, not hang or go on.
+    env_file = tmp_path / "test.env"
+    env_file.write_text(env_text(registry, IMAGE_DRIVERS="oracle-thick"))
+    done = inv(kit_copy, env_file, "build", "--tag", "vendor")
+    assert done.returncode == 1
+    [line] = error_lines(done)
+    assert line.startswith("error: image build failed at step ")
+    assert line.endswith("cannot download https://download.oracle.com/otn_software/linux/instantclient/"
+                         "instantclient-basiclite-linuxx64.zip; it must be reachable from the build "
+                         "(HTTPS_PROXY, config/ca-certificates)")
+
+
 def test_no_docker_daemon_is_one_line(kit_copy, registry, tmp_path):
     env_file = tmp_path / "test.env"
     env_file.write_text(env_text(registry))
