@@ -93,15 +93,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         project = copy_project(Path(scratch) / "kit")
-        ours_default = build_ours(api, defaults, project, "bench-default")
-        ours_seed_set = build_ours(api, seed_set, project, "bench-seed-set")
+        ours_default = build_ours(defaults, project, "bench-default")
+        ours_seed_set = build_ours(seed_set, project, "bench-seed-set")
         seed = build_seed(api, base, seed_set, Path(scratch) / "seed")
         flow = next(path for path in sorted((project / "flows").glob("*.py")))
         with flow.open("a") as changed:
             changed.write(f"# bench: changed at {time.time()}\n")
         before = api.inspect_image(ours_default)["Id"]
         started = time.monotonic()
-        build_ours(api, defaults, project, "bench-default")
+        build_ours(defaults, project, "bench-default")
         warm = time.monotonic() - started
         if api.inspect_image(ours_default)["Id"] == before:
             raise SystemExit("the warm rebuild gave the same image: the change under flows/ was not built")
@@ -136,7 +136,7 @@ def copy_project(target: Path) -> Path:
     return target
 
 
-def build_ours(api, current: settings.Settings, project: Path, tag: str) -> str:
+def build_ours(current: settings.Settings, project: Path, tag: str) -> str:
     built = image.build(current, project, tag=tag, echo=lambda line: None)
     return f"{built.repository}:{built.tag}"
 
