@@ -7,12 +7,12 @@ to create the pools, then times the runs that must find nothing to do.
 Usage: .venv/bin/python bench/pools_nochange.py [runs]
 """
 
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import time_command, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,19 +35,14 @@ def main(runs: int) -> None:
             command = [INV, "pools", "--api-url", server.api_url]
             env = clean_environment({"KIT_ENV_FILE": str(env_file)})
             subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)  # creates the pools
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                done = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-                times.append(time.perf_counter() - start)
-                writes = [line for line in done.stdout.splitlines() if not line.startswith("unchanged ")]
-                if writes:
-                    sys.exit(f"not a no-change run: {writes}")
-    median = statistics.median(times)
-    verdict = "meets" if median <= GOAL else "misses"
-    print(f"inv pools (no change, {len(pools.load())} pool(s)): median {median:.3f} s, min {min(times):.3f} s, "
-          f"max {max(times):.3f} s over {runs} runs ({verdict} the {GOAL} s goal)")
+            times = time_command(command, runs, check=no_writes, cwd=ROOT, env=env)
+    print(verdict(f"inv pools (no change, {len(pools.load())} pool(s))", times, GOAL))
 
+
+def no_writes(stdout: str) -> None:
+    writes = [line for line in stdout.splitlines() if not line.startswith("unchanged ")]
+    if writes:
+        sys.exit(f"not a no-change run: {writes}")
 
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
