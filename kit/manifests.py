@@ -8,6 +8,7 @@ mode, proxies, the UI choice, and a checksum of the configuration each pod consu
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 
 from kit import secrets
 from kit.errors import UserError
-from kit.settings import SERVER_NAME, Settings
+from kit.settings import Settings
 
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
 # Dependencies first: a pod must find its Secrets, an Ingress its Service.
@@ -43,7 +44,7 @@ def render(settings: Settings, image: str, directory: Path = MANIFEST_DIR) -> li
         if obj["kind"] in WORKLOADS:
             template = obj["spec"]["template"]
             template["metadata"].setdefault("annotations", {})[CHECKSUM_ANNOTATION] = config_checksum(
-                template["spec"], rendered_secrets)
+                template["spec"], rendered_secrets, salt=secrets.salt_seed(settings))
     return sorted(objects, key=lambda obj: APPLY_ORDER.index(obj["kind"]))
 
 
@@ -78,21 +79,13 @@ def _render_pod(pod: dict, settings: Settings, image: str) -> None:
         container["image"] = image
         env = container.setdefault("env", [])
         if _has_env(env, "PREFECT_SERVER_UI_API_URL"):
-            _set_env(env, "PREFECT_SERVER_UI_API_URL", settings.public_api_url)
-            _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", "true" if settings.ui_v2 else "false")
-        if settings.has_proxy:
-            for name, value in proxy_environment(settings).items():
-                _set_env(env, name, value)
-
-
-def proxy_environment(settings: Settings) -> dict[str, str]:
-    """The company proxy for pods, with the cluster-internal names exempt so Prefect talks to itself directly."""
-    internal = ["localhost", "127.0.0.1", ".svc", ".cluster.local", SERVER_NAME, f"{SERVER_NAME}.{settings.namespace}"]
-    own = [item for item in settings.no_proxy.split(",") if item]
-    no_proxy = ",".join(dict.fromkeys(own + internal))
-    values = {"HTTP_PROXY": settings.http_proxy, "HTTPS_PROXY": settings.https_proxy, "NO_PROXY": no_proxy}
-    # curl and some Python tools read only the lowercase names.
-    return {name: value for upper, value in values.items() if value for name in (upper, upper.lower())}
+            _set_env(env, "PREFECT_SERVER_UI_API_URL", value=settings.public_api_url)
+            _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", value="true" if settings.ui_v2 else "false")
+        # From the Secret, as a proxy URL may carry a password; curl and some Python tools read only the
+        # lowercase names.
+        for name, key in secrets.proxy_keys(settings).items():
+            for variable in (name, name.lower()):
+                _set_env(env, variable, valueFrom={"secretKeyRef": {"name": secrets.CONFIG, "key": key}})
 
 
 def _render_ingress(spec: dict, settings: Settings) -> None:
@@ -114,17 +107,22 @@ def _has_env(env: list[dict], name: str) -> bool:
     return any(item["name"] == name for item in env)
 
 
-def _set_env(env: list[dict], name: str, value: str) -> None:
+def _set_env(env: list[dict], name: str, **source: object) -> None:
+    """Set a variable to a value=… or valueFrom=…, in place when the manifest already has it."""
     for item in env:
         if item["name"] == name:
             item.clear()
-            item.update(name=name, value=value)
+            item.update(name=name, **source)
             return
-    env.append({"name": name, "value": value})
+    env.append({"name": name, **source})
 
 
-def config_checksum(pod: dict, rendered_secrets: list[dict]) -> str:
-    """A hash of the Secret values this pod consumes, so it restarts exactly when they change."""
+def config_checksum(pod: dict, rendered_secrets: list[dict], salt: str) -> str:
+    """A hash of the Secret values this pod consumes, so it restarts exactly when they change.
+
+    Whoever may read Deployments or Pods reads this annotation, often without the right to read Secrets:
+    a fast hash would let them test password guesses offline, so it is scrypt, salted per deployment.
+    """
     data = {secret["metadata"]["name"]: secret.get("data", {}) for secret in rendered_secrets}
     used: set[tuple[str, str]] = set()
     for container in pod["containers"]:
@@ -134,10 +132,13 @@ def config_checksum(pod: dict, rendered_secrets: list[dict]) -> str:
                 used.add((ref["name"], ref["key"]))
     for pull in pod.get("imagePullSecrets", []):
         used |= {(pull["name"], key) for key in data.get(pull["name"], {})}
-    digest = hashlib.sha256()
-    for name, key in sorted(used):
-        digest.update(f"{name}/{key}={data.get(name, {}).get(key, '')}\n".encode())
-    return digest.hexdigest()
+    consumed = "".join(f"{name}/{key}={data.get(name, {}).get(key, '')}\n" for name, key in sorted(used))
+    return _slow_hash(consumed, salt)
+
+
+@functools.lru_cache(maxsize=64)
+def _slow_hash(text: str, salt: str) -> str:
+    return hashlib.scrypt(text.encode(), salt=salt.encode(), n=2**14, r=8, p=1, dklen=32).hex()
 
 
 def check_database_mode(live: dict, rendered: dict) -> None:

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 
-from kit.settings import Settings
+from kit.settings import SERVER_NAME, Settings
 
 CONFIG = "prefect-config"
 LOGIN = "prefect-login-auth"
@@ -28,11 +28,13 @@ _BCRYPT_ALPHABET = bytes.maketrans(
 
 
 def render_secrets(settings: Settings) -> list[dict]:
+    proxy = pod_proxy(settings)
     secrets = [
         _secret(CONFIG, {
             "auth-string": settings.auth_string,
             "database-url": settings.database_url or SQLITE_URL,
             "api-url": settings.in_cluster_api_url,
+            **{key: proxy[name] for name, key in proxy_keys(settings).items()},
         }),
         _secret(LOGIN, {"auth": htpasswd_line(settings.prefect_user, settings.prefect_password, salt_seed(settings))}),
     ]
@@ -41,6 +43,22 @@ def render_secrets(settings: Settings) -> list[dict]:
         pull["type"] = "kubernetes.io/dockerconfigjson"
         secrets.append(pull)
     return secrets
+
+
+def pod_proxy(settings: Settings) -> dict[str, str]:
+    """The company proxy for pods, with the cluster-internal names exempt so Prefect talks to itself directly."""
+    if not settings.has_proxy:
+        return {}
+    internal = ["localhost", "127.0.0.1", ".svc", ".cluster.local", SERVER_NAME, f"{SERVER_NAME}.{settings.namespace}"]
+    own = [item for item in settings.no_proxy.split(",") if item]
+    values = {"HTTP_PROXY": settings.http_proxy, "HTTPS_PROXY": settings.https_proxy,
+              "NO_PROXY": ",".join(dict.fromkeys(own + internal))}
+    return {name: value for name, value in values.items() if value}
+
+
+def proxy_keys(settings: Settings) -> dict[str, str]:
+    """The proxy variables pods get, and the key of prefect-config that holds each."""
+    return {name: name.lower().replace("_", "-") for name in pod_proxy(settings)}
 
 
 def salt_seed(settings: Settings) -> str:
@@ -79,10 +97,6 @@ def redact(obj: dict) -> dict:
     if obj.get("kind") != "Secret":
         return obj
     return {**obj, "data": {key: REDACTED for key in obj.get("data", {})}}
-
-
-def decoded(secret: dict, key: str) -> str:
-    return base64.b64decode(secret["data"][key]).decode()
 
 
 def _secret(name: str, values: dict[str, str]) -> dict:

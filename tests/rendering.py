@@ -1,5 +1,7 @@
 """Valid settings to start from, and the objects rendered for them (in the style of Airflow's render_chart)."""
 
+import base64
+
 from kit import manifests, settings
 
 VALID = {
@@ -25,3 +27,8 @@ def make_settings(**overrides: str) -> settings.Settings:
 
 def render(**overrides: str) -> list[dict]:
     return manifests.render(make_settings(**overrides), IMAGE)
+
+
+def decoded(secret: dict, key: str) -> str:
+    """A value of a rendered Secret, as the pod reading it sees it."""
+    return base64.b64decode(secret["data"][key]).decode()

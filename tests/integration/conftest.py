@@ -5,6 +5,7 @@ import pytest
 
 from kit import ROOT, manifests, secrets, settings
 from tests.integration.prefect_server import prefect_server
+from tests.rendering import decoded
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +25,7 @@ def kit_settings(kit_env_file):
 def secret_value(kit_settings, key: str) -> str:
     """One value of the rendered prefect-config Secret, decoded as the pod would see it."""
     config = manifests.find(secrets.render_secrets(kit_settings), "Secret", secrets.CONFIG)
-    return secrets.decoded(config, key)
+    return decoded(config, key)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
-from kit import manifests, secrets
+from kit import manifests
 from tests.integration.prefect_server import PREFECT, clean_environment, free_port, prefect_server, stop
-from tests.rendering import VALID, render
+from tests.rendering import VALID, decoded, render
 from tests.services import need_program
 
 
@@ -20,7 +20,7 @@ def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
     env = {}
     for item in container["env"]:
         ref = item.get("valueFrom", {}).get("secretKeyRef")
-        env[item["name"]] = secrets.decoded(manifests.find(objects, "Secret", ref["name"]), ref["key"]) if ref \
+        env[item["name"]] = decoded(manifests.find(objects, "Secret", ref["name"]), ref["key"]) if ref \
             else item["value"]
     return env
 
@@ -92,7 +92,7 @@ def nginx(objects, tmp_path_factory):
     """nginx checking the rendered htpasswd line, as ingress-nginx does with the `auth` key."""
     binary = need_program(shutil.which("nginx") or "/usr/sbin/nginx", "nginx")
     tmp = tmp_path_factory.mktemp("nginx")
-    (tmp / "htpasswd").write_text(secrets.decoded(manifests.find(objects, "Secret", "prefect-login-auth"), "auth"))
+    (tmp / "htpasswd").write_text(decoded(manifests.find(objects, "Secret", "prefect-login-auth"), "auth"))
     (tmp / "www").mkdir()
     (tmp / "www" / "index.html").write_text("ok")
     port = free_port()

@@ -11,7 +11,7 @@ import yaml
 from kit import manifests, secrets
 from kit.errors import UserError
 from kit.manifests import find
-from tests.rendering import IMAGE, make_settings, render
+from tests.rendering import IMAGE, decoded, make_settings, render
 
 POSTGRES = "postgresql+asyncpg://prefect:db-pass-123@postgres.company.local:5432/prefect"
 
@@ -33,7 +33,7 @@ def server(objects):
 
 
 def secret_value(objects, name, key):
-    return secrets.decoded(find(objects, "Secret", name), key)
+    return decoded(find(objects, "Secret", name), key)
 
 
 def test_objects_come_in_dependency_order():
@@ -223,20 +223,28 @@ def test_pull_secret_exists_only_with_registry_credentials():
     objects = render(REGISTRY="internal-cr:9999/team", REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-pass")
     pull = find(objects, "Secret", "regcred")
     assert pull["type"] == "kubernetes.io/dockerconfigjson"
-    auths = json.loads(secrets.decoded(pull, ".dockerconfigjson"))["auths"]
+    auths = json.loads(decoded(pull, ".dockerconfigjson"))["auths"]
     assert auths["internal-cr:9999"]["auth"] == base64.b64encode(b"robot:registry-pass").decode()
     assert all(pod["imagePullSecrets"] == [{"name": "regcred"}] for pod in pods(objects))
 
 
-def test_proxy_reaches_every_container_with_the_cluster_exempt():
-    objects = render(HTTPS_PROXY="http://proxy.company.local:3128", NO_PROXY=".company.local")
+def test_proxy_reaches_every_container_from_the_secret_with_the_cluster_exempt():
+    objects = render(HTTPS_PROXY="http://robot:proxy-pass@proxy.company.local:3128", NO_PROXY=".company.local")
     for container in containers(objects):
         env = env_of(container)
-        assert env["HTTPS_PROXY"]["value"] == env["https_proxy"]["value"] == "http://proxy.company.local:3128"
-        exempt = env["NO_PROXY"]["value"].split(",")
-        assert {".company.local", ".svc", ".cluster.local", "prefect-server", "localhost"} <= set(exempt)
+        for name, key in (("HTTPS_PROXY", "https-proxy"), ("https_proxy", "https-proxy"), ("NO_PROXY", "no-proxy")):
+            assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "prefect-config", "key": key}
         assert "HTTP_PROXY" not in env
+    assert secret_value(objects, "prefect-config", "https-proxy") == "http://robot:proxy-pass@proxy.company.local:3128"
+    exempt = secret_value(objects, "prefect-config", "no-proxy").split(",")
+    assert {".company.local", ".svc", ".cluster.local", "prefect-server", "localhost"} <= set(exempt)
+    assert "proxy-pass" not in manifests.to_yaml(objects)
     assert not [c for c in containers(render()) if "NO_PROXY" in env_of(c)]
+
+
+def test_proxy_change_restarts_every_pod():
+    before, after = checksums(render()), checksums(render(HTTP_PROXY="http://proxy.company.local:3128"))
+    assert all(before[name] != after[name] for name in before)
 
 
 def test_htpasswd_line_verifies_and_does_not_change_between_renders():
@@ -302,3 +310,21 @@ def test_config_alone_is_the_namespace_and_the_secrets_as_a_full_render_has_them
     config = manifests.render_config(settings)
     assert [obj["kind"] for obj in config] == ["Namespace", "Secret", "Secret"]
     assert config == [obj for obj in manifests.render(settings, IMAGE) if obj["kind"] in ("Namespace", "Secret")]
+
+
+def test_a_broken_server_pod_is_replaced_by_the_next_rollout():
+    assert server(render())["spec"]["podManagementPolicy"] == "Parallel"
+
+
+def test_checksum_is_no_fast_hash_of_the_password():
+    """Whoever reads Deployments sees the annotation: it must not be a plain hash to test guesses against."""
+    import hashlib
+
+    objects = render()
+    worker = find(objects, "Deployment", "prefect-worker-prod-main")["spec"]["template"]
+    config = find(objects, "Secret", "prefect-config")["data"]
+    guess = f"prefect-config/api-url={config['api-url']}\nprefect-config/auth-string={config['auth-string']}\n"
+    annotation = worker["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION]
+    assert annotation not in (hashlib.sha256(guess.encode()).hexdigest(), hashlib.sha512(guess.encode()).hexdigest())
+    assert annotation == manifests.config_checksum(worker["spec"], [obj for obj in objects if obj["kind"] == "Secret"],
+                                                   salt="prefect/prefect.company.local/admin")
