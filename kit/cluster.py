@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kit.errors import UserError
-from kit.settings import SERVER_NAME, Settings
+from kit.settings import SERVER_NAME, WORKER_PREFIX, Settings
 
 FIELD_MANAGER = "prefect-kit"
 # `--restart` writes one annotation under a manager of its own (as `kubectl rollout restart` does): had
@@ -24,7 +24,6 @@ FIELD_MANAGER = "prefect-kit"
 RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
-WORKER_PREFIX = "prefect-worker-"
 # Every kind the kit applies inside its namespace, in apply order: the only kinds prune and destroy touch.
 MANAGED_KINDS = {
     "Secret": "v1",

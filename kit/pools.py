@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from kit import ROOT, prefect_api
 from kit.errors import UserError
-from kit.settings import Settings
+from kit.settings import WORKER_PREFIX, Settings
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -25,7 +25,6 @@ POOLS_PATH = ROOT / "config" / "pools.yaml"
 # How messages name the file.
 POOLS_FILE = "config/pools.yaml"
 POOL_TYPES = ("process",)
-WORKER_PREFIX = "prefect-worker-"
 _POOL_KEYS = ("name", "type", "concurrency_limit", "paused", "queues")
 _QUEUE_KEYS = ("name", "priority", "concurrency_limit", "description")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

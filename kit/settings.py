@@ -21,6 +21,8 @@ ENV_FILE_VARIABLE = "KIT_ENV_FILE"
 PLACEHOLDER = "CHANGE_ME"
 MIN_PASSWORD_LENGTH = 12
 SERVER_NAME = "prefect-server"
+# Each work queue has its worker Deployment prefect-worker-<queue> (manifests/30-workers.yaml).
+WORKER_PREFIX = "prefect-worker-"
 SERVER_PORT = 4200
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
