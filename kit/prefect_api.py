@@ -101,6 +101,10 @@ def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay
             error = probe.api_healthcheck()
             if error is None:
                 return
+            if getattr(getattr(error, "response", None), "status_code", None) == 404:
+                # Something answers, but not a Prefect API: most often the URL lacks its /api suffix.
+                raise UserError(f"Prefect API {url}: no Prefect API at this URL (/health answered HTTP 404); "
+                                f"did you mean {url.rstrip('/')}/api?")
             if attempt < attempts:
                 time.sleep(delay)
                 delay *= 2

@@ -23,8 +23,10 @@ def write(settings: Settings, api_url: str | None = None, activate: bool = False
                                                  PREFECT_API_KEY: None})
     if activate:
         profiles.set_active(settings.namespace)
-    save_profiles(profiles)
     path = get_current_settings().profiles_path
-    # It now holds the password; Prefect sets 0600 only on a file it creates.
+    # The file is about to hold the password, and Prefect sets 0600 only on a file it creates itself.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
     path.chmod(0o600)
+    save_profiles(profiles)
     return settings.namespace, path

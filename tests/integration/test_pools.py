@@ -161,6 +161,15 @@ def test_an_unreachable_api_says_how_to_port_forward(kit_settings):
                             "terminal and pass --api-url http://127.0.0.1:4200/api")
 
 
+def test_a_url_without_the_api_suffix_is_named_at_once(kit_settings, kit_server):
+    root = kit_server.api_url.removesuffix("/api")
+    with pytest.raises(UserError) as raised:
+        with prefect_api.connect(kit_settings, root, attempts=5, first_delay=5):
+            pass
+    assert raised.value.problems == (f"Prefect API {root}: no Prefect API at this URL (/health answered HTTP 404); "
+                                     f"did you mean {root}/api?",)
+
+
 def test_a_prefect_api_key_is_warned_about_and_not_sent(kit_settings, kit_server, monkeypatch, capsys):
     from prefect.settings import PREFECT_API_KEY, temporary_settings
 
