@@ -112,6 +112,10 @@ class Cluster:
         if status == 401:
             return (f"KUBE_CONTEXT: the API server of {where} rejected the credentials (401 Unauthorized); "
                     "log in again or refresh the kubeconfig")
+        if status == 403 and "because it is being terminated" in status_message(error):
+            # The NamespaceLifecycle admission answers 403 too, right after a `kubectl delete namespace`.
+            return (f"NAMESPACE: {self.namespace} is still being deleted; wait until `kubectl get namespace "
+                    f"{self.namespace}` no longer finds it, then run this again")
         if status == 403:
             return (f"KUBE_CONTEXT: {where} is not allowed to do this: {status_message(error)}; ask a cluster "
                     f"admin for a Role allowing it in namespace {self.namespace} (README: Troubleshooting)")

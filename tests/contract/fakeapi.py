@@ -868,8 +868,15 @@ class FakeApi:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the "
                                   "request")
             meta["namespace"] = ns
-            if key_of(BY_KIND["Namespace"], None, ns) not in self._objects:
+            namespace = self._objects.get(key_of(BY_KIND["Namespace"], None, ns))
+            if namespace is None:
                 raise namespace_not_found(ns)
+            terminating = namespace.obj["metadata"].get("deletionTimestamp")
+            if terminating and key_of(kind, ns, meta.get("name")) not in self._objects:
+                # The NamespaceLifecycle admission plugin: nothing new in a namespace that is being deleted.
+                raise ApiError(403, "Forbidden", f'{kind.resource} "{meta.get("name")}" is forbidden: unable to create '
+                                                 f"new content in namespace {ns} because it is being terminated",
+                               {"name": meta.get("name"), "group": kind.group, "kind": kind.plural})
 
     def _create(self, kind: Kind, ns: str | None, request: Request) -> Answer:
         dry_run = check_dry_run(request.query, "CreateOptions")

@@ -51,6 +51,15 @@ def test_forbidden_names_what_was_refused(fakeapi, settings):
     assert f"ask a cluster admin for a Role allowing it in namespace {NS}" in problem
 
 
+def test_a_namespace_still_being_deleted_says_to_wait(fakeapi, settings):
+    fakeapi.put({"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": NS, "deletionTimestamp": "2026-11-26T06:00:00Z"}})
+    with pytest.raises(UserError) as raised:
+        rollout.secrets(settings, out=Lines())
+    assert raised.value.problems == (f"NAMESPACE: {NS} is still being deleted; wait until `kubectl get namespace "
+                                     f"{NS}` no longer finds it, then run this again",)
+
+
 def test_unknown_context_lists_the_known_ones(fakeapi):
     with pytest.raises(UserError, match=r"KUBE_CONTEXT: context 'production' is not in .*; choose one of: fakeapi$"):
         cluster.connect(make_settings(KUBE_CONTEXT="production"))
