@@ -167,6 +167,11 @@ def test_runs_as_the_non_root_user_of_the_manifests(run):
     assert run("sh", "-c", 'echo "$(id -u):$(id -g) $HOME $(pwd)"') == "10001:10001 /home/prefect /opt/prefect/flows"
 
 
+def test_pods_args_run_under_the_base_images_tini(run):
+    """The manifests set only args, so the entrypoint reaps the processes flow runs leave behind."""
+    assert run("sh", "-c", "cat /proc/1/comm") == "tini"
+
+
 def test_flows_are_copied_readable(run, kit_copy):
     expected = sorted(path.name for path in (kit_copy / "flows").iterdir() if path.name != "__pycache__")
     assert run("ls", "-1", "/opt/prefect/flows").splitlines() == expected

@@ -18,7 +18,7 @@ RUN_TIMEOUT = 120
 def manifest_command(queue):
     worker = manifests.find(manifests.load(), "Deployment", pools.WORKER_PREFIX + queue)
     (container,) = worker["spec"]["template"]["spec"]["containers"]
-    return container["command"]
+    return container["args"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ def workers():
     for obj in manifests.load():
         if obj["kind"] == "Deployment" and obj["metadata"]["name"].startswith(pools.WORKER_PREFIX):
             (container,) = obj["spec"]["template"]["spec"]["containers"]
-            command = container["command"]
+            command = container["args"]
             assert command[:3] == ["prefect", "worker", "start"], obj["metadata"]["name"]
             (pool,) = option_values(command, "--pool")
             (worker_type,) = option_values(command, "--type")

@@ -77,7 +77,7 @@ def test_server_probes_follow_the_official_chart():
 def test_workers_are_checked_on_their_health_port():
     for worker in (obj for obj in render() if obj["kind"] == "Deployment"):
         container = worker["spec"]["template"]["spec"]["containers"][0]
-        assert "--with-healthcheck" in container["command"]
+        assert "--with-healthcheck" in container["args"]
         for probe in ("livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"] == {"path": "/health", "port": "health"}
         assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
