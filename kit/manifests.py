@@ -75,6 +75,7 @@ def _render_object(obj: dict, settings: Settings, image: str) -> None:
 def _render_pod(pod: dict, settings: Settings, image: str) -> None:
     if settings.has_registry_credentials:
         pod["imagePullSecrets"] = [{"name": secrets.PULL}]
+    proxies = secrets.proxy_keys(settings)
     for container in pod["containers"]:
         container["image"] = image
         env = container.setdefault("env", [])
@@ -83,7 +84,7 @@ def _render_pod(pod: dict, settings: Settings, image: str) -> None:
             _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", value="true" if settings.ui_v2 else "false")
         # From the Secret, as a proxy URL may carry a password; curl and some Python tools read only the
         # lowercase names.
-        for name, key in secrets.proxy_keys(settings).items():
+        for name, key in proxies.items():
             for variable in (name, name.lower()):
                 _set_env(env, variable, valueFrom={"secretKeyRef": {"name": secrets.CONFIG, "key": key}})
 

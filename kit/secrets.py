@@ -28,13 +28,12 @@ _BCRYPT_ALPHABET = bytes.maketrans(
 
 
 def render_secrets(settings: Settings) -> list[dict]:
-    proxy = pod_proxy(settings)
     secrets = [
         _secret(CONFIG, {
             "auth-string": settings.auth_string,
             "database-url": settings.database_url or SQLITE_URL,
             "api-url": settings.in_cluster_api_url,
-            **{key: proxy[name] for name, key in proxy_keys(settings).items()},
+            **{proxy_key(name): value for name, value in pod_proxy(settings).items()},
         }),
         _secret(LOGIN, {"auth": htpasswd_line(settings.prefect_user, settings.prefect_password, salt_seed(settings))}),
     ]
@@ -58,7 +57,11 @@ def pod_proxy(settings: Settings) -> dict[str, str]:
 
 def proxy_keys(settings: Settings) -> dict[str, str]:
     """The proxy variables pods get, and the key of prefect-config that holds each."""
-    return {name: name.lower().replace("_", "-") for name in pod_proxy(settings)}
+    return {name: proxy_key(name) for name in pod_proxy(settings)}
+
+
+def proxy_key(variable: str) -> str:
+    return variable.lower().replace("_", "-")
 
 
 def salt_seed(settings: Settings) -> str:
