@@ -217,12 +217,13 @@ def _status_line(item: dict) -> str:
     return f"{item['id']}: {status}" if item.get("id") else status
 
 
-_REFUSED_LOGIN = ("unauthorized", "authentication required", "denied", "credentials", "401")
+# Whole words: a port such as 44017 must not read as a 401.
+_REFUSED_LOGIN = re.compile(r"\b(unauthorized|authentication required|denied|credentials|401)\b", re.I)
 
 
 def _push_hint(error: str) -> str:
     """What to check for a failed login or push: the credentials, or where the registry is."""
-    if any(word in error.lower() for word in _REFUSED_LOGIN):
+    if _REFUSED_LOGIN.search(error):
         return "check REGISTRY_USER and REGISTRY_PASSWORD in .env"
     return "check REGISTRY in .env and that the registry is running and reachable"
 

@@ -176,6 +176,9 @@ def test_push_stream_gives_the_digest_and_layer_events_without_byte_counters():
     ("no basic auth credentials", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
     ('Get "https://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused',
      "check REGISTRY in .env and that the registry is running and reachable"),
+    ('Get "http://127.0.0.1:44017/v2/": dial tcp 127.0.0.1:44017: connect: connection refused',
+     "check REGISTRY in .env and that the registry is running and reachable"),
+    ("received unexpected HTTP status: 401 Unauthorized", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
 ])
 def test_push_error_in_the_stream_becomes_one_line_with_a_hint(error, hint):
     with pytest.raises(UserError) as caught:
