@@ -101,7 +101,7 @@ class Settings:
 
 # The drivers and data-stack groups the image can be built with (image/Dockerfile's build args).
 IMAGE_DRIVERS = ("kerberos", "freetds", "odbc", "mssql18", "mssql17", "mariadb", "oracle", "oracle-thick")
-IMAGE_EXTRAS = ("dataframes", "spark")
+IMAGE_EXTRAS = ("dataframes", "spark", "spark-local")
 
 _KEYS = {f.name.upper(): f for f in fields(Settings)}
 _REQUIRED = {name for name, f in _KEYS.items() if f.default is MISSING}
@@ -202,6 +202,9 @@ def _check(values: dict[str, str]) -> list[str]:
         unknown = [item for item in _split(values.get(key, "")) if item not in allowed]
         if unknown:
             problems.append(f"{key}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if {"spark", "spark-local"} <= set(_split(values.get("IMAGE_EXTRAS", ""))):
+        problems.append("IMAGE_EXTRAS: spark and spark-local both install pyspark; keep one "
+                        "(spark-local also connects to Spark Connect servers)")
     database_problem = check_database_url(values.get("DATABASE_URL", ""))
     if database_problem:
         problems.append(f"DATABASE_URL: {database_problem}")

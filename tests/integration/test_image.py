@@ -1,6 +1,8 @@
 """The real image: `inv build push` on a copy of the kit builds image/Dockerfile on the (stand-in) Prefect
-base with every driver that needs no vendor download, pushes it to a local registry, and the test pulls
-it back by digest and runs it the way the manifests do (uid 10001, read-only root, host network).
+base with every driver that needs no vendor download and the dataframes and spark extras, pushes it to a
+local registry, and the test pulls it back by digest and runs it the way the manifests do (uid 10001,
+read-only root, host network); the scripts in image_checks/ do real work in it. A second build with the
+spark-local extra runs Spark in the container, and serves Spark Connect to the first one's client.
 Then each way a build or push fails, against the real daemon and registries: one line, exit 1."""
 
 import io
@@ -25,6 +27,10 @@ from kit.errors import UserError
 from tests.services import need, need_program
 
 DRIVERS = "kerberos,freetds,odbc,mariadb,oracle"
+EXTRAS = "dataframes,spark"
+CHECKS = Path(__file__).parent / "image_checks"
+# The packages of the spark-local extra that the spark extra leaves out: pyspark with its jars, and py4j.
+SPARK_LOCAL_ONLY = {"pyspark", "py4j"}
 COPIED = ("kit", "tasks.py", ".env.example", "image", "config", "flows")
 TEST_CA = "kit-test-ca"
 
@@ -94,7 +100,7 @@ def registry():
 def shipped(kit_copy, registry, tmp_path_factory):
     """`inv build --tag T push`, run once for the whole module."""
     env_file = tmp_path_factory.mktemp("env") / "test.env"
-    env_file.write_text(env_text(registry))
+    env_file.write_text(env_text(registry, IMAGE_EXTRAS=EXTRAS))
     tag = f"it-{uuid.uuid4().hex[:8]}"
     done = inv(kit_copy, env_file, "build", "--tag", tag, "push")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
@@ -116,13 +122,19 @@ def pulled(api, shipped):
 @pytest.fixture(scope="module")
 def run(api, pulled):
     """Run a command in the image as a pod of the manifests would: uid 10001, read-only root, tmpfs home."""
+    return runner(pulled)
+
+
+def runner(reference: str):
+    """A function that runs a command in the image like a pod would, with image_checks/ at /checks."""
     import docker
 
     client = docker.from_env()
 
     def run_command(*command: str) -> str:
-        output = client.containers.run(pulled, list(command), network_mode="host", remove=True, read_only=True,
-                                       tmpfs={"/tmp": "", "/home/prefect": ""}, stderr=True)
+        output = client.containers.run(reference, list(command), network_mode="host", remove=True, read_only=True,
+                                       tmpfs={"/tmp": "", "/home/prefect": ""}, stderr=True,
+                                       volumes={str(CHECKS): {"bind": "/checks", "mode": "ro"}})
         return output.decode().strip()
 
     return run_command
@@ -156,6 +168,60 @@ def test_vendor_free_drivers_import(run):
 
 def test_python_packages_are_consistent(run):
     assert run("pip", "check") == "No broken requirements found."
+
+
+def test_every_package_the_image_adds_imports_without_its_test_suite_and_symbols(run):
+    """The build deletes the packages' tests/ folders and strips their libraries; no import may notice."""
+    pinned = [line.split("==")[0] for line in (ROOT / "image/constraints.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")]
+    in_image = [name for name in pinned if name not in SPARK_LOCAL_ONLY]
+    report = run("python", "-W", "ignore", "/checks/import_all.py", *in_image).splitlines()
+    assert len(report) == len(in_image)
+    assert [line for line in report if "FAILED" in line or "NO MODULES" in line] == []
+    assert run("sh", "-c", "find /usr/local/lib/python3.11/site-packages/pandas -name tests | wc -l") == "0"
+
+
+def test_dataframes_stack_does_real_work(run):
+    assert run("python", "-W", "ignore", "/checks/dataframes.py") == "delta=60.75 parquet=3 duckdb=4.0 zstd=True"
+
+
+@pytest.fixture(scope="module")
+def spark_local(kit_copy, registry):
+    """The image built with IMAGE_EXTRAS=spark-local (not pushed: the tests above cover pushing)."""
+    current = settings.parse(env_text(registry, IMAGE_DRIVERS="", IMAGE_EXTRAS="spark-local"))
+    built = image.build(current, kit_copy, tag=f"spark-{uuid.uuid4().hex[:8]}", echo=lambda line: None)
+    return f"{built.repository}:{built.tag}"
+
+
+def test_spark_local_runs_spark_inside_the_container(spark_local):
+    assert runner(spark_local)("python", "-W", "ignore", "/checks/spark_query.py", "local").splitlines()[-1] == "45"
+
+
+def test_spark_client_queries_a_spark_connect_server(spark_local, run):
+    """The spark extra's client in the main image, against a Spark Connect server run by the spark-local one."""
+    import docker
+
+    port = free_port()
+    server = docker.from_env().containers.run(
+        spark_local, ["spark-submit", "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+                      "--master", "local[1]", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+                      "--conf", f"spark.connect.grpc.binding.port={port}"],
+        detach=True, network_mode="host", read_only=True, tmpfs={"/tmp": "", "/home/prefect": ""})
+    try:
+        deadline = time.monotonic() + 120
+        while not port_open(port):
+            server.reload()
+            assert server.status == "running" and time.monotonic() < deadline, server.logs().decode()[-3000:]
+            time.sleep(0.5)
+        answer = run("python", "-W", "ignore", "/checks/spark_query.py", f"sc://127.0.0.1:{port}")
+        assert answer.splitlines()[-1] == "45", answer
+    finally:
+        server.remove(force=True)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_kerberos_client_and_its_config_are_in_place(run):

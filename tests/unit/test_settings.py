@@ -92,6 +92,8 @@ BAD_INPUTS = {
     "uppercase registry": (env_text(REGISTRY="Internal-CR:9999"), "REGISTRY: must be"),
     "bad proxy": (env_text(HTTPS_PROXY="proxy.company.local:3128"), "HTTPS_PROXY: must be a proxy URL"),
     "unknown driver": (env_text(IMAGE_DRIVERS="kerberos,db2"), "IMAGE_DRIVERS: unknown db2"),
+    "both spark extras": (env_text(IMAGE_EXTRAS="spark,dataframes,spark-local"),
+                          "IMAGE_EXTRAS: spark and spark-local both install pyspark; keep one"),
     "ui flag": (env_text(UI_V2="maybe"), "UI_V2: must be true or false"),
 }
 
