@@ -8,7 +8,9 @@ stand-in made by .ci/services/30-prefect-base). Builds four images side by side,
 
 - ours, with the defaults of .env.example (goal: at most 30 % of the bytes the seed's Dockerfile adds
   with its own package set);
-- ours, with the seed's package set: every vendor-free driver plus IMAGE_EXTRAS=dataframes,spark;
+- ours, with the seed's package set: every vendor-free driver plus IMAGE_EXTRAS=dataframes,spark (the
+  seed's list as image/requirements/ modernised it: spark is the Spark Connect client, all the seed's
+  pyspark could be without a Java runtime);
 - the seed's Dockerfile (../shared/seed/) with each of those two package sets (goal for ours: at most
   60 % of the seed's bytes with the same set), changed only where it must (lines marked `bench:`):
   the same base; no Microsoft or Oracle downloads (unreachable here, and left out of ours too); the
