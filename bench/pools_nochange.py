@@ -44,5 +44,6 @@ def no_writes(stdout: str) -> None:
     if writes:
         sys.exit(f"not a no-change run: {writes}")
 
+
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)

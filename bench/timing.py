@@ -17,8 +17,8 @@ def time_command(command: list, runs: int, check: Callable[[str], None] = lambda
     return times
 
 
-def verdict(name: str, times: list[float], goal: float, runs_of: str = "runs") -> str:
+def verdict(name: str, times: list[float], goal: float) -> str:
     median = statistics.median(times)
     meets = "meets" if median <= goal else "misses"
     return (f"{name}: median {median:.3f} s, min {min(times):.3f} s, max {max(times):.3f} s over {len(times)} "
-            f"{runs_of} ({meets} the {goal} s goal)")
+            f"runs ({meets} the {goal} s goal)")

@@ -1,10 +1,12 @@
-"""Services the integration tests need, found through the KIT_TEST_* variables that .ci/run exports.
+"""Services the integration tests need, found through the KIT_TEST_* variables that .ci/run exports,
+and the local ports the tests' own servers listen on.
 
 Outside CI a missing service skips the test; in CI (CI=true) it fails it, so a broken service start
 can never pass as a green run.
 """
 
 import os
+import socket
 
 import pytest
 
@@ -26,3 +28,14 @@ def need_program(path: str, what: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
+
+from tests.services import free_port
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 START_TIMEOUT = 90.0
@@ -44,12 +45,6 @@ class PrefectServer:
                 pass
             time.sleep(0.25)
         raise RuntimeError(f"prefect server not healthy after {timeout:.0f} s:\n{self.log_tail()}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import threading
@@ -24,7 +23,7 @@ import pytest
 
 from kit import ROOT, image, settings
 from kit.errors import UserError
-from tests.services import need, need_program
+from tests.services import free_port, need, need_program, port_open
 
 DRIVERS = "kerberos,freetds,odbc,mariadb,oracle"
 EXTRAS = "dataframes,spark"
@@ -61,12 +60,6 @@ def inv(project: Path, env_file: Path, *args: str, **env: str) -> subprocess.Com
 
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     return done.stderr.splitlines()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -217,11 +210,6 @@ def test_spark_client_queries_a_spark_connect_server(spark_local, run):
         assert answer.splitlines()[-1] == "45", answer
     finally:
         server.remove(force=True)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_kerberos_client_and_its_config_are_in_place(run):

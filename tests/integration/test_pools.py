@@ -9,7 +9,7 @@ from prefect.exceptions import ObjectNotFound
 
 from kit import pools, prefect_api
 from kit.errors import UserError
-from tests.integration.prefect_server import free_port
+from tests.services import free_port
 
 
 def write_pools(tmp_path, text):

@@ -9,7 +9,8 @@ import pytest
 
 from kit import flows, manifests, pools, prefect_api
 from tests.integration.conftest import secret_value
-from tests.integration.prefect_server import PREFECT, clean_environment, free_port, stop
+from tests.integration.prefect_server import PREFECT, clean_environment, stop
+from tests.services import free_port
 
 QUEUE = "prod-main"
 RUN_TIMEOUT = 120

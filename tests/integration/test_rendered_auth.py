@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from kit import manifests
-from tests.integration.prefect_server import PREFECT, clean_environment, free_port, prefect_server, stop
+from tests.integration.prefect_server import PREFECT, clean_environment, prefect_server, stop
 from tests.rendering import VALID, decoded, render
-from tests.services import need_program
+from tests.services import free_port, need_program
 
 
 def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
