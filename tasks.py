@@ -12,9 +12,9 @@ from kit.cli import task
 @task(help={
     "force": "replace an existing .env (its passwords are lost)",
     "registry": "registry host[:port] the cluster pulls from (REGISTRY)",
-    "host": "public host name of the UI and API (PREFECT_HOST)",
+    "host": "public host name of the UI and API (PUBLIC_HOST)",
     "namespace": "Kubernetes namespace (NAMESPACE)",
-    "user": "login for the UI and the API (PREFECT_USER)",
+    "user": "login for the UI and the API (LOGIN_USER)",
     "database_url": "postgresql+asyncpg://… of an existing PostgreSQL; empty keeps SQLite (DATABASE_URL)",
 })
 def init(c, force=False, registry="", host="", namespace="", user="", database_url=""):
@@ -22,13 +22,13 @@ def init(c, force=False, registry="", host="", namespace="", user="", database_u
     from kit import settings
 
     path = settings.env_file_path()
-    chosen = {"REGISTRY": registry, "PREFECT_HOST": host, "NAMESPACE": namespace, "PREFECT_USER": user,
+    chosen = {"REGISTRY": registry, "PUBLIC_HOST": host, "NAMESPACE": namespace, "LOGIN_USER": user,
               "DATABASE_URL": database_url}
     values = {key: value for key, value in chosen.items() if value}
-    values["PREFECT_PASSWORD"] = settings.generate_password()
+    values["LOGIN_PASSWORD"] = settings.generate_password()
     text = settings.fill_template((ROOT / ".env.example").read_text(), values)
     settings.write_env_file(path, text, force=force)
-    print(f"wrote {path} (mode 0600, with a generated PREFECT_PASSWORD); review it, then: inv render")
+    print(f"wrote {path} (mode 0600, with a generated LOGIN_PASSWORD); review it, then: inv render")
 
 
 @task(help={
@@ -65,7 +65,7 @@ def pools(c, api_url="", dry_run=False, prune=False, force=False):
 
 
 @task(help={
-    "api_url": "API URL the profile points at (default: the public one, PREFECT_HOST)",
+    "api_url": "API URL the profile points at (default: the public one, PUBLIC_HOST)",
     "activate": "also make it the active profile of your prefect CLI",
 })
 def profile(c, api_url="", activate=False):

@@ -3,7 +3,7 @@ the time of a warm rebuild after a change under flows/.
 
     .venv/bin/python bench/image_size.py
 
-Needs a Docker engine and the base image prefecthq/prefect:<PREFECT_VERSION>-python3.11 (in CI, the
+Needs a Docker engine and the base image prefecthq/prefect:<IMAGE_PREFECT_VERSION>-python3.11 (in CI, the
 stand-in made by .ci/services/30-prefect-base). Builds four images side by side, on the same base:
 
 - ours, with the defaults of .env.example (goal: at most 30 % of the bytes the seed's Dockerfile adds
@@ -90,7 +90,7 @@ def main() -> None:
 
     api = docker.from_env(timeout=None).api
     defaults = example_settings()
-    base = f"prefecthq/prefect:{defaults.prefect_version}-python3.11"
+    base = f"prefecthq/prefect:{defaults.image_prefect_version}-python3.11"
     base_size = api.inspect_image(base)["Size"]
     seed_set = example_settings(IMAGE_DRIVERS=VENDOR_FREE, IMAGE_EXTRAS=SEED_SET_EXTRAS)
 

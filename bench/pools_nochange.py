@@ -28,7 +28,7 @@ def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env_file = Path(tmp) / ".env"
         text = settings.fill_template((ROOT / ".env.example").read_text(),
-                                      {"PREFECT_PASSWORD": settings.generate_password()})
+                                      {"LOGIN_PASSWORD": settings.generate_password()})
         settings.write_env_file(env_file, text)
         auth = settings.load(env_file).auth_string
         with prefect_server(Path(tmp), {"PREFECT_SERVER_API_AUTH_STRING": auth}) as server:

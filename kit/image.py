@@ -35,7 +35,7 @@ _BUILDER_CHATTER = ("---> ", "Removing intermediate container", "Running in ")
 def build_args(settings: Settings) -> dict[str, str]:
     """The Dockerfile's build args for these settings (proxies in both spellings: apt reads lower case)."""
     args = {
-        "PREFECT_VERSION": settings.prefect_version,
+        "PREFECT_VERSION": settings.image_prefect_version,
         "DRIVERS": ",".join(settings.image_drivers),
         "EXTRAS": ",".join(settings.image_extras),
         "TIMEZONE": settings.timezone,

@@ -92,9 +92,9 @@ def _render_pod(pod: dict, settings: Settings, image: str) -> None:
 def _render_ingress(spec: dict, settings: Settings) -> None:
     spec["ingressClassName"] = settings.ingress_class
     for rule in spec["rules"]:
-        rule["host"] = settings.prefect_host
+        rule["host"] = settings.public_host
     if settings.tls_secret:
-        spec["tls"] = [{"hosts": [settings.prefect_host], "secretName": settings.tls_secret}]
+        spec["tls"] = [{"hosts": [settings.public_host], "secretName": settings.tls_secret}]
 
 
 def _drop_data_volume(spec: dict) -> None:

@@ -82,7 +82,7 @@ def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
         except httpx.HTTPStatusError as error:
             if error.response.status_code == 401:
                 raise UserError(
-                    f"PREFECT_USER/PREFECT_PASSWORD: {url} answered 401 Unauthorized; the server's auth string "
+                    f"LOGIN_USER/LOGIN_PASSWORD: {url} answered 401 Unauthorized; the server's auth string "
                     "differs from .env: fix .env, or roll .env's out to the server (`inv rollout`)"
                 ) from None
             if error.response.status_code < 500:

@@ -35,7 +35,7 @@ def render_secrets(settings: Settings) -> list[dict]:
             "api-url": settings.in_cluster_api_url,
             **{proxy_key(name): value for name, value in pod_proxy(settings).items()},
         }),
-        _secret(LOGIN, {"auth": htpasswd_line(settings.prefect_user, settings.prefect_password, salt_seed(settings))}),
+        _secret(LOGIN, {"auth": htpasswd_line(settings.login_user, settings.login_password, salt_seed(settings))}),
     ]
     if settings.has_registry_credentials:
         pull = _secret(PULL, {".dockerconfigjson": docker_config(settings)})
@@ -72,7 +72,7 @@ def salt_seed(settings: Settings) -> str:
     guesses without paying for bcrypt. So: same deployment and password, same line; a new password
     (or user, host, namespace), a new line.
     """
-    return f"{settings.namespace}/{settings.prefect_host}/{settings.prefect_user}"
+    return f"{settings.namespace}/{settings.public_host}/{settings.login_user}"
 
 
 @functools.lru_cache(maxsize=32)

@@ -29,11 +29,19 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _REGISTRY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _IMAGE_NAME = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
-_PREFECT_VERSION = re.compile(r"^3\.[0-9]+\.[0-9]+$")
+_PREFECT_RELEASE = re.compile(r"^3\.[0-9]+\.[0-9]+$")
 _USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TIMEZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# Keys of earlier versions of the kit. Prefect reads ./.env itself, so the kit keeps its own keys out of
+# Prefect's PREFECT_ setting namespace: a future Prefect setting of the same name would act on our file.
+RENAMED = {
+    "PREFECT_HOST": "PUBLIC_HOST",
+    "PREFECT_USER": "LOGIN_USER",
+    "PREFECT_PASSWORD": "LOGIN_PASSWORD",
+    "PREFECT_VERSION": "IMAGE_PREFECT_VERSION",
+}
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,11 @@ class Settings:
 
     registry: str
     image_name: str
-    prefect_version: str
+    image_prefect_version: str
     namespace: str
-    prefect_host: str
-    prefect_user: str
-    prefect_password: str = field(repr=False)
+    public_host: str
+    login_user: str
+    login_password: str = field(repr=False)
     registry_user: str = ""
     registry_password: str = field(default="", repr=False)
     kube_context: str = ""
@@ -71,7 +79,7 @@ class Settings:
     @property
     def public_url(self) -> str:
         scheme = "https" if self.tls_secret else "http"
-        return f"{scheme}://{self.prefect_host}"
+        return f"{scheme}://{self.public_host}"
 
     @property
     def public_api_url(self) -> str:
@@ -84,7 +92,7 @@ class Settings:
     @property
     def auth_string(self) -> str:
         """The one credential for the nginx prompt and Prefect's own basic auth."""
-        return f"{self.prefect_user}:{self.prefect_password}"
+        return f"{self.login_user}:{self.login_password}"
 
     @property
     def uses_external_database(self) -> bool:
@@ -137,6 +145,7 @@ def parse(text: str, source: str = ".env") -> Settings:
 
     values: dict[str, str] = {}
     problems: list[str] = []
+    renamed: set[str] = set()  # new names of old keys: the rename line says all there is to say about them
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
         if binding.error:
@@ -145,6 +154,11 @@ def parse(text: str, source: str = ".env") -> Settings:
         if binding.key is None:
             continue
         key = binding.key
+        if key in RENAMED:
+            problems.append(f"{key}: renamed to {RENAMED[key]} (keys starting with PREFECT_ are Prefect's own "
+                            f"settings, which Prefect also reads from .env); rename it in {source}:{line}")
+            renamed.add(RENAMED[key])
+            continue
         if key not in _KEYS:
             hint = difflib.get_close_matches(key, _KEYS, n=1)
             fix = f"did you mean {hint[0]}?" if hint else "remove it (see .env.example for the keys)"
@@ -155,7 +169,7 @@ def parse(text: str, source: str = ".env") -> Settings:
             continue
         values[key] = (binding.value or "").strip()
 
-    for key in sorted(key for key in _REQUIRED if not values.get(key)):
+    for key in sorted(key for key in _REQUIRED - renamed if not values.get(key)):
         problems.append(f"{key}: missing or empty; set it in {source} (see .env.example)")
 
     for key, value in values.items():
@@ -177,13 +191,13 @@ def _check(values: dict[str, str]) -> list[str]:
             problems.append(f"{key}: {fix}")
 
     rule("NAMESPACE", _DNS_LABEL.match, "must be a DNS label (lowercase letters, digits and '-', at most 63), e.g. prefect")
-    rule("PREFECT_HOST", _DNS_SUBDOMAIN.match,
+    rule("PUBLIC_HOST", _DNS_SUBDOMAIN.match,
          "must be a host name without scheme, port or path, e.g. prefect.company.local")
     rule("REGISTRY", _REGISTRY.match, "must be a registry host[:port][/path] in lowercase, e.g. internal-cr:9999")
     rule("IMAGE_NAME", _IMAGE_NAME.match, "must be a lowercase image name, e.g. prefect-core")
-    rule("PREFECT_VERSION", _PREFECT_VERSION.match, "must be an exact Prefect 3 release, e.g. 3.9.1")
-    rule("PREFECT_USER", _USER.match, "must be 1-64 letters, digits, '.', '_' or '-' (no ':')")
-    rule("PREFECT_PASSWORD", lambda v: len(v) >= MIN_PASSWORD_LENGTH,
+    rule("IMAGE_PREFECT_VERSION", _PREFECT_RELEASE.match, "must be an exact Prefect 3 release, e.g. 3.9.1")
+    rule("LOGIN_USER", _USER.match, "must be 1-64 letters, digits, '.', '_' or '-' (no ':')")
+    rule("LOGIN_PASSWORD", lambda v: len(v) >= MIN_PASSWORD_LENGTH,
          f"is shorter than {MIN_PASSWORD_LENGTH} characters; use a longer one (`inv init` generates one)")
     rule("REGISTRY_PASSWORD", lambda v: values.get("REGISTRY_USER"), "is set without REGISTRY_USER; set both or neither")
     rule("REGISTRY_USER", lambda v: values.get("REGISTRY_PASSWORD"), "is set without REGISTRY_PASSWORD; set both or neither")

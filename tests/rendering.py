@@ -7,11 +7,11 @@ from kit import manifests, settings
 VALID = {
     "REGISTRY": "internal-cr:9999",
     "IMAGE_NAME": "prefect-core",
-    "PREFECT_VERSION": "3.9.1",
+    "IMAGE_PREFECT_VERSION": "3.9.1",
     "NAMESPACE": "prefect",
-    "PREFECT_HOST": "prefect.company.local",
-    "PREFECT_USER": "admin",
-    "PREFECT_PASSWORD": "correct-horse-battery",
+    "PUBLIC_HOST": "prefect.company.local",
+    "LOGIN_USER": "admin",
+    "LOGIN_PASSWORD": "correct-horse-battery",
 }
 IMAGE = "internal-cr:9999/prefect-core:abc1234@sha256:" + "0" * 64
 

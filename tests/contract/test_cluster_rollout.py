@@ -259,7 +259,7 @@ def test_without_prune_nothing_is_deleted(fakeapi):
 
 def test_dry_run_changes_nothing_and_hides_secret_values(deployed):
     lines = Lines()
-    rollout.rollout(make_settings(PREFECT_PASSWORD="a-brand-new-password"), tag="v2", dry_run=True, out=lines)
+    rollout.rollout(make_settings(LOGIN_PASSWORD="a-brand-new-password"), tag="v2", dry_run=True, out=lines)
 
     assert "secret/prefect-config configured (server dry run)" in lines
     assert "  data.auth-string: changed (value hidden)" in lines

@@ -98,7 +98,7 @@ def test_a_changed_secret_rolls_its_consumers(target):
     settings, tag, k = target
     before = generations(k)
     changed, _ = image_settings(NAMESPACE=settings.namespace, KUBE_CONTEXT=settings.kube_context,
-                                PREFECT_PASSWORD="another-long-password-for-e2e")
+                                LOGIN_PASSWORD="another-long-password-for-e2e")
     lines = run(changed, tag=tag)
     assert "secret/prefect-config configured" in lines
     after = generations(k)
@@ -120,7 +120,7 @@ def test_prune_deletes_only_what_the_kit_labelled(target):
         for obj in (stray, foreign):
             k.dynamic.create(k.resource("v1", "Secret"), body=obj, namespace=settings.namespace)
     changed, _ = image_settings(NAMESPACE=settings.namespace, KUBE_CONTEXT=settings.kube_context,
-                                PREFECT_PASSWORD="another-long-password-for-e2e")
+                                LOGIN_PASSWORD="another-long-password-for-e2e")
     lines = run(changed, tag=tag, prune=True)
     assert "secret/prefect-from-an-older-render pruned" in lines
     with k:

@@ -12,7 +12,7 @@ from tests.rendering import decoded
 def kit_env_file(tmp_path_factory):
     """A .env written the way `inv init` writes it: .env.example with a generated password."""
     path = tmp_path_factory.mktemp("kit-env") / ".env"
-    text = settings.fill_template((ROOT / ".env.example").read_text(), {"PREFECT_PASSWORD": settings.generate_password()})
+    text = settings.fill_template((ROOT / ".env.example").read_text(), {"LOGIN_PASSWORD": settings.generate_password()})
     settings.write_env_file(path, text)
     return path
 

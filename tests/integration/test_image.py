@@ -35,9 +35,9 @@ TEST_CA = "kit-test-ca"
 
 
 def env_text(registry: str, **extra: str) -> str:
-    values = {"REGISTRY": registry, "IMAGE_NAME": "prefect-core", "PREFECT_VERSION": "3.9.1", "NAMESPACE": "prefect",
-              "PREFECT_HOST": "prefect.company.local", "PREFECT_USER": "admin",
-              "PREFECT_PASSWORD": "correct-horse-battery", "IMAGE_DRIVERS": DRIVERS, "TIMEZONE": "Europe/Warsaw",
+    values = {"REGISTRY": registry, "IMAGE_NAME": "prefect-core", "IMAGE_PREFECT_VERSION": "3.9.1", "NAMESPACE": "prefect",
+              "PUBLIC_HOST": "prefect.company.local", "LOGIN_USER": "admin",
+              "LOGIN_PASSWORD": "correct-horse-battery", "IMAGE_DRIVERS": DRIVERS, "TIMEZONE": "Europe/Warsaw",
               **extra}
     return "".join(f"{key}={value}\n" for key, value in values.items())
 

@@ -142,11 +142,11 @@ def test_an_existing_pool_of_another_type_is_refused(kit_settings, kit_server, t
 def test_a_wrong_auth_string_is_one_401_line(kit_settings, kit_server):
     from dataclasses import replace
 
-    wrong = replace(kit_settings, prefect_password="not-the-password")
+    wrong = replace(kit_settings, login_password="not-the-password")
     with pytest.raises(UserError) as raised:
         pools.sync(wrong, kit_server.api_url)
     (problem,) = raised.value.problems
-    assert problem.startswith(f"PREFECT_USER/PREFECT_PASSWORD: {kit_server.api_url} answered 401 Unauthorized")
+    assert problem.startswith(f"LOGIN_USER/LOGIN_PASSWORD: {kit_server.api_url} answered 401 Unauthorized")
     assert "not-the-password" not in problem
 
 

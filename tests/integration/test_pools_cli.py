@@ -18,12 +18,12 @@ def run(command, env):
 
 def test_inv_pools_with_a_wrong_password_is_one_error_line_and_exit_1(kit_server, tmp_path):
     env_file = tmp_path / ".env"
-    text = settings.fill_template((ROOT / ".env.example").read_text(), {"PREFECT_PASSWORD": "wrong-password-123"})
+    text = settings.fill_template((ROOT / ".env.example").read_text(), {"LOGIN_PASSWORD": "wrong-password-123"})
     settings.write_env_file(env_file, text)
     done = run([INV, "pools", "--api-url", kit_server.api_url], {"KIT_ENV_FILE": str(env_file)})
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"error: PREFECT_USER/PREFECT_PASSWORD: {kit_server.api_url} answered 401 Unauthorized; the server's auth "
+        f"error: LOGIN_USER/LOGIN_PASSWORD: {kit_server.api_url} answered 401 Unauthorized; the server's auth "
         "string differs from .env: fix .env, or roll .env's out to the server (`inv rollout`)"]
     assert "wrong-password-123" not in done.stdout + done.stderr
 

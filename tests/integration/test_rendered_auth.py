@@ -135,8 +135,8 @@ def test_nginx_asks_for_credentials(nginx):
 
 
 def test_nginx_accepts_the_env_user_and_password(nginx):
-    assert status_of(nginx, f"{VALID['PREFECT_USER']}:{VALID['PREFECT_PASSWORD']}") == 200
+    assert status_of(nginx, f"{VALID['LOGIN_USER']}:{VALID['LOGIN_PASSWORD']}") == 200
 
 
 def test_nginx_refuses_a_wrong_password(nginx):
-    assert status_of(nginx, f"{VALID['PREFECT_USER']}:wrong-password-123") == 401
+    assert status_of(nginx, f"{VALID['LOGIN_USER']}:wrong-password-123") == 401

@@ -16,7 +16,7 @@ DOCKERFILE = (ROOT / "image/Dockerfile").read_text()
 
 def test_prefect_version_agrees_in_dockerfile_env_example_and_requirements():
     dockerfile = re.search(r"^ARG PREFECT_VERSION=(\S+)$", DOCKERFILE, re.M)[1]
-    env_example = re.search(r"^PREFECT_VERSION=(\S+)$", (ROOT / ".env.example").read_text(), re.M)[1]
+    env_example = re.search(r"^IMAGE_PREFECT_VERSION=(\S+)$", (ROOT / ".env.example").read_text(), re.M)[1]
     requirements = re.search(r"^prefect==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)[1]
     assert dockerfile == env_example == requirements
 
@@ -84,7 +84,7 @@ def project(tmp_path):
         "image/constraints.txt": "prefect-shell==0.3.7\n", "config/krb5.conf": "[libdefaults]\n",
         "config/ca-certificates/README.md": "readme\n", "config/ca-certificates/company.crt": "pem\n",
         "flows/hello.py": "print('hi')\n", "flows/__pycache__/hello.cpython-311.pyc": "x",
-        ".env": "PREFECT_PASSWORD=secret\n", "tasks.py": "",
+        ".env": "LOGIN_PASSWORD=secret\n", "tasks.py": "",
     }
     for name, text in files.items():
         path = tmp_path / name

@@ -193,7 +193,7 @@ def test_api_ingress_leaves_auth_to_prefect_and_ui_ingress_asks_nginx():
 
 
 def test_ingresses_use_the_class_field_the_host_and_long_websocket_timeouts():
-    for ingress in (obj for obj in render(PREFECT_HOST="flows.example.org", INGRESS_CLASS="internal")
+    for ingress in (obj for obj in render(PUBLIC_HOST="flows.example.org", INGRESS_CLASS="internal")
                     if obj["kind"] == "Ingress"):
         assert ingress["spec"]["ingressClassName"] == "internal"
         assert "kubernetes.io/ingress.class" not in ingress["metadata"]["annotations"]
@@ -258,7 +258,7 @@ def test_htpasswd_line_verifies_and_does_not_change_between_renders():
 
 def test_htpasswd_salt_does_not_depend_on_the_password():
     first = secret_value(render(), "prefect-login-auth", "auth").split("$")[3][:22]
-    second = secret_value(render(PREFECT_PASSWORD="another-password-42"), "prefect-login-auth", "auth")
+    second = secret_value(render(LOGIN_PASSWORD="another-password-42"), "prefect-login-auth", "auth")
     assert second.split("$")[3][:22] == first
     assert secret_value(render(NAMESPACE="other"), "prefect-login-auth", "auth").split("$")[3][:22] != first
 
@@ -279,7 +279,7 @@ def test_database_change_restarts_only_the_server():
 
 
 def test_password_change_restarts_every_pod():
-    before, after = checksums(render()), checksums(render(PREFECT_PASSWORD="another-password-42"))
+    before, after = checksums(render()), checksums(render(LOGIN_PASSWORD="another-password-42"))
     assert all(before[name] != after[name] for name in before)
 
 

@@ -35,7 +35,7 @@ def test_tls_makes_the_public_url_https():
 
 
 def test_values_are_literal_without_variable_expansion():
-    assert make_settings(PREFECT_PASSWORD="'pa$HOME-word-123'").prefect_password == "pa$HOME-word-123"
+    assert make_settings(LOGIN_PASSWORD="'pa$HOME-word-123'").login_password == "pa$HOME-word-123"
 
 
 def test_secrets_stay_out_of_repr():
@@ -44,8 +44,8 @@ def test_secrets_stay_out_of_repr():
 
 
 def test_every_problem_is_reported_at_once():
-    found = problems_of(env_text(NAMESPACE="Bad_NS", PREFECT_HOST="http://x", PREFECT_PASSWORD="short"))
-    assert [p.split(":")[0] for p in found] == ["NAMESPACE", "PREFECT_HOST", "PREFECT_PASSWORD"]
+    found = problems_of(env_text(NAMESPACE="Bad_NS", PUBLIC_HOST="http://x", LOGIN_PASSWORD="short"))
+    assert [p.split(":")[0] for p in found] == ["NAMESPACE", "PUBLIC_HOST", "LOGIN_PASSWORD"]
 
 
 def test_sync_database_driver_is_refused_with_the_async_form_and_no_password():
@@ -66,28 +66,28 @@ def test_example_file_documents_every_key():
 
 def test_example_file_itself_is_refused_for_its_placeholder():
     (problem,) = problems_of((ROOT / ".env.example").read_text())
-    assert problem.startswith("PREFECT_PASSWORD: still the placeholder")
+    assert problem.startswith("LOGIN_PASSWORD: still the placeholder")
 
 
 # Each bad input: (file text or bytes, the key or place the one-line error must name).
 BAD_INPUTS = {
     "missing key": (env_text(NAMESPACE=None), "NAMESPACE: missing"),
-    "empty password": (env_text(PREFECT_PASSWORD=""), "PREFECT_PASSWORD: missing"),
-    "placeholder password": (env_text(PREFECT_PASSWORD="CHANGE_ME"), "PREFECT_PASSWORD: still the placeholder"),
-    "short password": (env_text(PREFECT_PASSWORD="elevenchars"), "PREFECT_PASSWORD: is shorter than 12"),
+    "empty password": (env_text(LOGIN_PASSWORD=""), "LOGIN_PASSWORD: missing"),
+    "placeholder password": (env_text(LOGIN_PASSWORD="CHANGE_ME"), "LOGIN_PASSWORD: still the placeholder"),
+    "short password": (env_text(LOGIN_PASSWORD="elevenchars"), "LOGIN_PASSWORD: is shorter than 12"),
     "sync database url": (env_text(DATABASE_URL="postgresql://u:p@db/prefect"), "DATABASE_URL: uses the synchronous"),
     "malformed database url": (env_text(DATABASE_URL="postgresql+asyncpg://db"), "DATABASE_URL: needs a user"),
     "bad database port": (env_text(DATABASE_URL="postgresql+asyncpg://u:p@db:port/x"), "DATABASE_URL: is not a URL"),
     "other database": (env_text(DATABASE_URL="mysql://u:p@db/prefect"), "DATABASE_URL: must be a PostgreSQL URL"),
     "invalid namespace": (env_text(NAMESPACE="Prefect_NS"), "NAMESPACE: must be a DNS label"),
-    "host with scheme": (env_text(PREFECT_HOST="https://prefect.company.local"), "PREFECT_HOST: must be a host name"),
-    "host with space": (env_text(PREFECT_HOST="'prefect company.local'"), "PREFECT_HOST: must be a host name"),
+    "host with scheme": (env_text(PUBLIC_HOST="https://prefect.company.local"), "PUBLIC_HOST: must be a host name"),
+    "host with space": (env_text(PUBLIC_HOST="'prefect company.local'"), "PUBLIC_HOST: must be a host name"),
     "duplicate key": (env_text() + "NAMESPACE=other\n", "NAMESPACE: set twice"),
     "unknown key": (env_text() + "NAMSPACE=x\n", "NAMSPACE: not a setting of this kit"),
-    "not utf-8": (env_text().encode() + b"PREFECT_USER=\xff\xfe\n", "not valid UTF-8"),
+    "not utf-8": (env_text().encode() + b"LOGIN_USER=\xff\xfe\n", "not valid UTF-8"),
     "broken line": (env_text() + "just words\n", "not a KEY=value line"),
-    "prefect 2": (env_text(PREFECT_VERSION="2.10.20"), "PREFECT_VERSION: must be an exact Prefect 3"),
-    "user with colon": (env_text(PREFECT_USER="ad:min"), "PREFECT_USER: must be"),
+    "prefect 2": (env_text(IMAGE_PREFECT_VERSION="2.10.20"), "IMAGE_PREFECT_VERSION: must be an exact Prefect 3"),
+    "user with colon": (env_text(LOGIN_USER="ad:min"), "LOGIN_USER: must be"),
     "half registry login": (env_text(REGISTRY_USER="robot"), "REGISTRY_USER: is set without REGISTRY_PASSWORD"),
     "uppercase registry": (env_text(REGISTRY="Internal-CR:9999"), "REGISTRY: must be"),
     "bad proxy": (env_text(HTTPS_PROXY="proxy.company.local:3128"), "HTTPS_PROXY: must be a proxy URL"),
@@ -95,6 +95,9 @@ BAD_INPUTS = {
     "both spark extras": (env_text(IMAGE_EXTRAS="spark,dataframes,spark-local"),
                           "IMAGE_EXTRAS: spark and spark-local both install pyspark; keep one"),
     "ui flag": (env_text(UI_V2="maybe"), "UI_V2: must be true or false"),
+    # A .env of an earlier version of the kit: the old key is named with its new name, nothing else is said.
+    **{f"old key {old}": (env_text(**{new: None, old: VALID[new]}), f"{old}: renamed to {new} ")
+       for old, new in settings.RENAMED.items()},
 }
 
 
@@ -123,12 +126,12 @@ def test_init_writes_a_private_file_that_renders_at_once(tmp_path):
     assert run_inv("init", "--host", "prefect.example.org", env_file=path).returncode == 0
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     created = settings.load(path)
-    assert created.prefect_host == "prefect.example.org"
-    assert len(created.prefect_password) >= 32
-    assert created.prefect_password not in run_inv("init", env_file=path).stdout
+    assert created.public_host == "prefect.example.org"
+    assert len(created.login_password) >= 32
+    assert created.login_password not in run_inv("init", env_file=path).stdout
     rendered = run_inv("render", env_file=path)
     assert rendered.returncode == 0 and "kind: StatefulSet" in rendered.stdout
-    assert created.prefect_password not in rendered.stdout
+    assert created.login_password not in rendered.stdout
 
 
 def test_init_never_replaces_an_existing_file_without_force(tmp_path):
@@ -138,7 +141,7 @@ def test_init_never_replaces_an_existing_file_without_force(tmp_path):
     assert result.returncode == 1 and "already exists" in result.stderr
     assert path.read_text() == env_text()
     assert run_inv("init", "--force", env_file=path).returncode == 0
-    assert settings.load(path).prefect_password != VALID["PREFECT_PASSWORD"]
+    assert settings.load(path).login_password != VALID["LOGIN_PASSWORD"]
 
 
 def test_init_refuses_a_bad_flag_and_writes_nothing(tmp_path):
