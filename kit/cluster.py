@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kit.errors import UserError
+from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, Kind
 from kit.settings import SERVER_NAME, WORKER_PREFIX, Settings
 
 FIELD_MANAGER = "prefect-kit"
@@ -24,15 +25,6 @@ FIELD_MANAGER = "prefect-kit"
 RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
-# Every kind the kit applies inside its namespace, in apply order: the only kinds prune and destroy touch.
-MANAGED_KINDS = {
-    "Secret": "v1",
-    "NetworkPolicy": "networking.k8s.io/v1",
-    "Service": "v1",
-    "StatefulSet": "apps/v1",
-    "Deployment": "apps/v1",
-    "Ingress": "networking.k8s.io/v1",
-}
 # (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
 REQUEST_TIMEOUT = (10, 60)
 _SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
@@ -143,6 +135,31 @@ class Cluster:
             self._resources[key] = self.dynamic.resources.get(prefix=prefix, api_version=api_version, kind=kind)
         return self._resources[key]
 
+    def serves(self, kind: Kind) -> bool:
+        """Whether the API server has this kind at all: an add-on such as Gateway API may not be installed.
+
+        Asked of the group's own discovery path (404 when absent): a kind the DynamicClient cannot find makes it
+        throw its whole discovery cache away, and every later lookup in this run would fetch it again.
+        """
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        prefix = "api" if "/" not in kind.api_version else "apis"
+        try:
+            listed = self._request("get", f"/{prefix}/{kind.api_version}")
+        except NotFoundError:
+            return False
+        return any(resource.get("kind") == kind.name for resource in listed.get("resources", []))
+
+    def managed(self) -> tuple[list[dict], list[Kind]]:
+        """Every object the kit labelled in the namespace, and the kinds this cluster does not serve."""
+        found, unserved = [], []
+        for kind in NAMESPACED:
+            if kind.optional and not self.serves(kind):
+                unserved.append(kind)
+                continue
+            found += self.objects(kind.api_version, kind.name)[0]
+        return found, unserved
+
     def _namespace_for(self, resource) -> str | None:
         return self.namespace if resource.namespaced else None
 
@@ -152,9 +169,13 @@ class Cluster:
 
     def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
         """Server-side apply one object; returns (created, the object as stored or as it would be)."""
-        from kubernetes.dynamic.exceptions import ConflictError, UnprocessibleEntityError
+        from kubernetes.dynamic.exceptions import ConflictError, ResourceNotFoundError, UnprocessibleEntityError
 
-        resource = self.resource(obj["apiVersion"], obj["kind"])
+        try:
+            resource = self.resource(obj["apiVersion"], obj["kind"])
+        except ResourceNotFoundError:
+            raise UserError(f"{describe(obj)}: this cluster does not serve {obj['kind']} ({obj['apiVersion']}); "
+                            "install the API that provides it, or change .env so the kit does not render it") from None
         try:
             response = self.dynamic.server_side_apply(
                 resource, body=obj, namespace=self._namespace_for(resource), field_manager=FIELD_MANAGER,
@@ -258,7 +279,7 @@ def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool 
 
     kind, name = ("Deployment", f"{WORKER_PREFIX}{worker}") if worker else ("StatefulSet", SERVER_NAME)
     with connect(settings) as k:
-        workload = k.get(MANAGED_KINDS[kind], kind, name)
+        workload = k.get(BY_NAME[kind].api_version, kind, name)
         if workload is None:
             raise UserError(_missing_workload(k, kind, name, worker))
         pods = k.pods_of(workload)
@@ -276,7 +297,7 @@ def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool 
 def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
     if not worker:
         return f"{kind.lower()}/{name}: not in namespace {k.namespace}; run `inv rollout` first"
-    deployments, _ = k.objects(MANAGED_KINDS["Deployment"], "Deployment")
+    deployments, _ = k.objects(BY_NAME["Deployment"].api_version, "Deployment")
     queues = [item["metadata"]["name"].removeprefix(WORKER_PREFIX) for item in deployments
               if item["metadata"]["name"].startswith(WORKER_PREFIX)]
     return (f"--worker {worker}: no worker for that queue in namespace {k.namespace}; "
@@ -305,8 +326,11 @@ def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=
     once the list is shown; None means yes.
     """
     with connect(settings) as k:
-        kinds = [(MANAGED_KINDS[kind], kind) for kind in reversed(MANAGED_KINDS)]
-        doomed = [item for api_version, kind in kinds for item in k.objects(api_version, kind)[0]]
+        managed, unserved = k.managed()
+        for kind in unserved:
+            out(unserved_line(kind))
+        # Dependants first, the reverse of the apply order: routes before Services, pods' owners before Secrets.
+        doomed = sorted(managed, key=lambda item: -APPLY_ORDER.index(item["kind"]))
         claims = k.objects("v1", "PersistentVolumeClaim")[0]
         if delete_data:
             doomed += claims
@@ -326,6 +350,10 @@ def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=
             for claim in claims:
                 out(f"{describe(claim)} kept (the server's data; `inv destroy --delete-data` deletes it)")
         out(f"namespace/{k.namespace} kept (`kubectl delete namespace {k.namespace}` removes it with all it holds)")
+
+
+def unserved_line(kind: Kind) -> str:
+    return f"{kind.name.lower()}: skipped, this cluster does not serve {kind.api_version} (nothing of it to delete)"
 
 
 def ask(question: str) -> bool:

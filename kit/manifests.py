@@ -17,12 +17,10 @@ import yaml
 
 from kit import secrets
 from kit.errors import UserError
+from kit.kinds import APPLY_ORDER, POD_KINDS
 from kit.settings import Settings
 
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
-# Dependencies first: a pod must find its Secrets, an Ingress its Service.
-APPLY_ORDER = ("Namespace", "Secret", "NetworkPolicy", "Service", "StatefulSet", "Deployment", "Ingress")
-WORKLOADS = ("StatefulSet", "Deployment")
 CHECKSUM_ANNOTATION = "prefect-kit/config-checksum"
 DATA_VOLUME = "data"
 
@@ -41,7 +39,7 @@ def render(settings: Settings, image: str, directory: Path = MANIFEST_DIR) -> li
     objects = copy.deepcopy(load(directory)) + rendered_secrets
     for obj in objects:
         _render_object(obj, settings, image)
-        if obj["kind"] in WORKLOADS:
+        if obj["kind"] in POD_KINDS:
             template = obj["spec"]["template"]
             template["metadata"].setdefault("annotations", {})[CHECKSUM_ANNOTATION] = config_checksum(
                 template["spec"], rendered_secrets, salt=secrets.salt_seed(settings))
@@ -59,7 +57,7 @@ def _render_object(obj: dict, settings: Settings, image: str) -> None:
         metadata["name"] = settings.namespace
         return
     metadata["namespace"] = settings.namespace
-    if kind in WORKLOADS:
+    if kind in POD_KINDS:
         _render_pod(obj["spec"]["template"]["spec"], settings, image)
         if kind == "StatefulSet" and settings.uses_external_database:
             _drop_data_volume(obj["spec"])

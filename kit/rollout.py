@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kit import cluster, release
-from kit.cluster import MANAGED_KINDS, Cluster, describe, log_source, pod_ready
+from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
+from kit.kinds import APPLY_ORDER, BY_NAME
 from kit.settings import SERVER_NAME, Settings
 
 Out = Callable[[str], None]
@@ -101,7 +102,7 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
 
     objects = manifests.render_config(settings)
     with cluster.connect(settings) as k:
-        apply_objects(k, objects, live_objects(k), dry_run=dry_run, out=out)
+        apply_objects(k, objects, live_objects(k)[0], dry_run=dry_run, out=out)
 
 
 def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False, prune: bool = False,
@@ -112,12 +113,14 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
 
     objects = manifests.render(settings, image_reference(settings, tag))
     with cluster.connect(settings) as k:
-        live = live_objects(k)
+        live, unserved = live_objects(k)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
             manifests.check_database_mode(server, manifests.find(objects, "StatefulSet", SERVER_NAME))
         applied = apply_objects(k, objects, live, dry_run=dry_run, force_conflicts=force_conflicts, out=out)
         if prune:
+            for kind in unserved:
+                out(cluster.unserved_line(kind))
             prune_stale(k, objects, live, dry_run=dry_run, out=out)
         if dry_run:
             return
@@ -131,17 +134,16 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     out(f"ready: {settings.public_url}/")
 
 
-def live_objects(k: Cluster) -> dict[tuple[str, str], dict]:
-    """What the kit applied earlier, by (kind, name): the namespace and every labelled object in it."""
-    live = {}
+def live_objects(k: Cluster) -> tuple[dict[tuple[str, str], dict], list]:
+    """What the kit applied earlier, by (kind, name): the namespace and every labelled object in it; and the
+    kinds of the kit's that this cluster does not serve."""
     namespace = k.get("v1", "Namespace", k.namespace)
     if namespace is None:
-        return live
-    live[("Namespace", k.namespace)] = namespace
-    for kind, api_version in MANAGED_KINDS.items():
-        items, _ = k.objects(api_version, kind)
-        live.update({(kind, item["metadata"]["name"]): item for item in items})
-    return live
+        return {}, []
+    managed, unserved = k.managed()
+    live = {("Namespace", k.namespace): namespace}
+    live.update({(item["kind"], item["metadata"]["name"]): item for item in managed})
+    return live, unserved
 
 
 def apply_objects(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool = False,
@@ -168,12 +170,11 @@ def apply_objects(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool 
 def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, out: Out) -> None:
     """Delete what the kit applied before and no longer renders; the namespace is never pruned."""
     rendered = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
-    order = list(MANAGED_KINDS)
-    stale = [key for key in live if key[0] in MANAGED_KINDS and key not in rendered]
-    for kind, name in sorted(stale, key=lambda key: -order.index(key[0])):
+    stale = [key for key in live if key[0] != "Namespace" and key not in rendered]
+    for kind, name in sorted(stale, key=lambda key: -APPLY_ORDER.index(key[0])):
         if dry_run:
             out(f"{kind.lower()}/{name} would be pruned (dry run)")
-        elif k.delete(MANAGED_KINDS[kind], kind, name):
+        elif k.delete(BY_NAME[kind].api_version, kind, name):
             out(f"{kind.lower()}/{name} pruned")
 
 
@@ -192,7 +193,7 @@ def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print) ->
     else:
         return
     # Kinds not reached before the failure still hold their state from the apply: read them again.
-    current = [k.get(MANAGED_KINDS[kind], kind, name) or obj for (kind, name), obj in states.items()]
+    current = [k.get(BY_NAME[kind].api_version, kind, name) or obj for (kind, name), obj in states.items()]
     unready = [(obj, message) for obj in current for message, done in [_verdict(obj)] if not done]
     for obj, message in unready:
         diagnose(k, obj, message, out)
@@ -213,7 +214,7 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
     from kubernetes.dynamic.exceptions import GoneError
     from urllib3.exceptions import HTTPError, MaxRetryError
 
-    api_version = MANAGED_KINDS[kind]
+    api_version = BY_NAME[kind].api_version
     names = {name for key_kind, name in states if key_kind == kind}
 
     def settled() -> bool:

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from kit import cluster
-from kit.cluster import MANAGED_KINDS, describe
+from kit.cluster import describe
 from kit.errors import UserError
+from kit.kinds import BY_NAME
 from kit.settings import Settings
 
+# The kinds whose pods `inv status` reports replicas for; a migration Job is shown by its own line.
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 
 
@@ -38,7 +40,7 @@ def show(settings: Settings, api_url: str | None = None, out: Callable[[str], No
 
 def cluster_lines(k: cluster.Cluster, now: datetime) -> list[str]:
     pods, _ = k.objects("v1", "Pod")
-    workloads = [obj for kind in WORKLOAD_KINDS for obj in k.objects(MANAGED_KINDS[kind], kind)[0]]
+    workloads = [obj for kind in WORKLOAD_KINDS for obj in k.objects(BY_NAME[kind].api_version, kind)[0]]
     if not pods and not workloads:
         return [f"namespace {k.namespace}: nothing of the kit's is running; run `inv rollout`"]
     pod_rows = [(pod["metadata"]["name"], pod_ready_count(pod), pod_status(pod), str(restarts(pod)),

@@ -162,6 +162,10 @@ KINDS = (
     Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
     Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
     Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
+    Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    Kind("batch", "v1", "jobs", "Job", True),
+    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",)),
 )
 BY_KIND = {k.kind: k for k in KINDS}
 BY_PATH = {(k.group, k.version, k.plural): k for k in KINDS}

@@ -184,6 +184,23 @@ def test_destroy_removes_the_kits_objects_and_keeps_the_data_and_the_namespace(d
     assert deployed.get("Namespace", None, NS)
 
 
+def test_destroy_skips_a_kind_the_cluster_does_not_serve_with_one_line(deployed, settings):
+    lines = Lines()
+    cluster.destroy(settings, out=lines)
+    # The stand-in, like a cluster without Gateway API, has no gateway.networking.k8s.io group (404 on its path).
+    assert lines[0] == "httproute: skipped, this cluster does not serve gateway.networking.k8s.io/v1 " \
+                       "(nothing of it to delete)"
+    assert "deployment/prefect-worker-prod-main deleted" in lines
+
+
+def test_prune_skips_a_kind_the_cluster_does_not_serve_with_one_line(deployed, settings):
+    lines = Lines()
+    rollout.rollout(settings, tag="v1", prune=True, timeout=10, out=lines)
+    assert lines.count("httproute: skipped, this cluster does not serve gateway.networking.k8s.io/v1 "
+                       "(nothing of it to delete)") == 1
+    assert lines[-1] == "ready: http://prefect.company.local/"
+
+
 def test_destroy_with_delete_data_removes_the_volume_claims(deployed, settings):
     claim(deployed)
     lines = Lines()

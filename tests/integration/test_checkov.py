@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from kit import ROOT, manifests
+from kit import ROOT, kinds, manifests
 from tests.rendering import render
 from tests.services import need_program
 
@@ -33,6 +33,6 @@ def test_checkov_finds_no_failed_check(tmp_path, overrides):
     assert failed == []
     checked = {c["resource"] for c in report["results"]["passed_checks"]}
     assert {f"{o['kind']}.{o['metadata']['namespace']}.{o['metadata']['name']}"
-            for o in objects if o["kind"] in manifests.WORKLOADS} <= checked
+            for o in objects if o["kind"] in kinds.POD_KINDS} <= checked
     assert report["summary"]["passed"] > 200
     assert {c["check_id"] for c in report["results"]["skipped_checks"]} == {"CKV_K8S_35"}

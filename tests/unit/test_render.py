@@ -8,7 +8,7 @@ import bcrypt
 import pytest
 import yaml
 
-from kit import manifests, secrets
+from kit import kinds, manifests, secrets
 from kit.errors import UserError
 from kit.manifests import find
 from tests.rendering import IMAGE, decoded, make_settings, render
@@ -17,7 +17,7 @@ POSTGRES = "postgresql+asyncpg://prefect:db-pass-123@postgres.company.local:5432
 
 
 def pods(objects):
-    return [obj["spec"]["template"]["spec"] for obj in objects if obj["kind"] in manifests.WORKLOADS]
+    return [obj["spec"]["template"]["spec"] for obj in objects if obj["kind"] in kinds.POD_KINDS]
 
 
 def containers(objects):
@@ -37,9 +37,9 @@ def secret_value(objects, name, key):
 
 
 def test_objects_come_in_dependency_order():
-    kinds = [obj["kind"] for obj in render()]
-    assert kinds == sorted(kinds, key=manifests.APPLY_ORDER.index)
-    assert kinds[0] == "Namespace" and kinds[-1] == "Ingress"
+    order = [obj["kind"] for obj in render()]
+    assert order == sorted(order, key=kinds.APPLY_ORDER.index)
+    assert order[0] == "Namespace" and order[-1] == "Ingress"
 
 
 def test_everything_lands_in_the_configured_namespace():
@@ -269,7 +269,7 @@ def test_same_settings_render_identically():
 
 def checksums(objects):
     return {obj["metadata"]["name"]: obj["spec"]["template"]["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION]
-            for obj in objects if obj["kind"] in manifests.WORKLOADS}
+            for obj in objects if obj["kind"] in kinds.POD_KINDS}
 
 
 def test_database_change_restarts_only_the_server():

@@ -1,0 +1,49 @@
+"""Every kind of object the kit renders, in the order a rollout applies them.
+
+The one list that render order, prune, destroy and status derive from: a kind added here is applied,
+pruned and destroyed like every other, and a kind missing here cannot be rendered at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    api_version: str
+    # Its spec.template is a pod template: the kit sets image, pull Secret, proxies and checksum in it.
+    has_pods: bool = False
+    # Served only where an add-on is installed (Gateway API): a cluster without it has none to prune.
+    optional: bool = False
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+
+# Dependencies first: a pod finds its ServiceAccount, Secrets and ConfigMaps; the migration Job runs
+# before the server pods that need its schema; routes come last, when their Services exist.
+KINDS = (
+    Kind("Namespace", "v1"),
+    Kind("ServiceAccount", "v1"),
+    Kind("Secret", "v1"),
+    Kind("ConfigMap", "v1"),
+    Kind("Role", "rbac.authorization.k8s.io/v1"),
+    Kind("RoleBinding", "rbac.authorization.k8s.io/v1"),
+    Kind("NetworkPolicy", "networking.k8s.io/v1"),
+    Kind("Service", "v1"),
+    Kind("Job", "batch/v1", has_pods=True),
+    Kind("StatefulSet", "apps/v1", has_pods=True),
+    Kind("Deployment", "apps/v1", has_pods=True),
+    Kind("PodDisruptionBudget", "policy/v1"),
+    Kind("HorizontalPodAutoscaler", "autoscaling/v2"),
+    Kind("Ingress", "networking.k8s.io/v1"),
+    Kind("HTTPRoute", "gateway.networking.k8s.io/v1", optional=True),
+)
+BY_NAME = {kind.name: kind for kind in KINDS}
+APPLY_ORDER = tuple(kind.name for kind in KINDS)
+# What prune and destroy look at: everything but the namespace, which may hold what is not the kit's.
+NAMESPACED = tuple(kind for kind in KINDS if kind.name != "Namespace")
+POD_KINDS = tuple(kind.name for kind in KINDS if kind.has_pods)
