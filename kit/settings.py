@@ -20,6 +20,8 @@ from kit.errors import UserError
 ENV_FILE_VARIABLE = "KIT_ENV_FILE"
 PLACEHOLDER = "CHANGE_ME"
 MIN_PASSWORD_LENGTH = 12
+# bcrypt, which hashes the UI login for nginx, reads at most 72 bytes of a password.
+MAX_PASSWORD_BYTES = 72
 SERVER_NAME = "prefect-server"
 # Each work queue has its worker Deployment prefect-worker-<queue> (manifests/30-workers.yaml).
 WORKER_PREFIX = "prefect-worker-"
@@ -199,6 +201,8 @@ def _check(values: dict[str, str]) -> list[str]:
     rule("LOGIN_USER", _USER.match, "must be 1-64 letters, digits, '.', '_' or '-' (no ':')")
     rule("LOGIN_PASSWORD", lambda v: len(v) >= MIN_PASSWORD_LENGTH,
          f"is shorter than {MIN_PASSWORD_LENGTH} characters; use a longer one (`inv init` generates one)")
+    rule("LOGIN_PASSWORD", lambda v: len(v.encode()) <= MAX_PASSWORD_BYTES,
+         f"is longer than {MAX_PASSWORD_BYTES} bytes, the most bcrypt (the UI login's hash) reads; use a shorter one")
     rule("REGISTRY_PASSWORD", lambda v: values.get("REGISTRY_USER"), "is set without REGISTRY_USER; set both or neither")
     rule("REGISTRY_USER", lambda v: values.get("REGISTRY_PASSWORD"), "is set without REGISTRY_PASSWORD; set both or neither")
     rule("TLS_SECRET", _DNS_SUBDOMAIN.match, "must be the name of a kubernetes.io/tls Secret in the namespace, e.g. prefect-tls")

@@ -75,6 +75,7 @@ BAD_INPUTS = {
     "empty password": (env_text(LOGIN_PASSWORD=""), "LOGIN_PASSWORD: missing"),
     "placeholder password": (env_text(LOGIN_PASSWORD="CHANGE_ME"), "LOGIN_PASSWORD: still the placeholder"),
     "short password": (env_text(LOGIN_PASSWORD="elevenchars"), "LOGIN_PASSWORD: is shorter than 12"),
+    "password beyond bcrypt": (env_text(LOGIN_PASSWORD="ż" * 37), "LOGIN_PASSWORD: is longer than 72 bytes"),
     "sync database url": (env_text(DATABASE_URL="postgresql://u:p@db/prefect"), "DATABASE_URL: uses the synchronous"),
     "malformed database url": (env_text(DATABASE_URL="postgresql+asyncpg://db"), "DATABASE_URL: needs a user"),
     "bad database port": (env_text(DATABASE_URL="postgresql+asyncpg://u:p@db:port/x"), "DATABASE_URL: is not a URL"),

@@ -5,7 +5,7 @@ import sys
 
 from kit import ROOT
 
-HEAVY = ("kubernetes", "docker", "prefect", "bcrypt", "dotenv")
+HEAVY = ("kubernetes", "docker", "prefect", "bcrypt", "passlib", "dotenv", "rich")
 
 
 def test_loading_the_tasks_imports_no_heavy_client():
