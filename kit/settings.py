@@ -71,8 +71,11 @@ class Settings:
     image_platform: str = "linux/amd64"
     image_drivers: tuple[str, ...] = ()
     image_extras: tuple[str, ...] = ()
-    timezone: str = "Etc/UTC"
+    # The proof of concept's image had this zone; `inv init` writes it too (.env.example).
+    timezone: str = "Europe/Warsaw"
     pip_index_url: str = field(default="", repr=False)
+    # Not a key: the file these settings were read from, named in messages that say where to change a value.
+    source: str = field(default=".env", compare=False, metadata={"key": False})
 
     @property
     def image_repository(self) -> str:
@@ -113,7 +116,8 @@ class Settings:
 IMAGE_DRIVERS = ("kerberos", "freetds", "odbc", "mssql18", "mssql17", "mariadb", "oracle", "oracle-thick")
 IMAGE_EXTRAS = ("dataframes", "spark", "spark-local")
 
-_KEYS = {f.name.upper(): f for f in fields(Settings)}
+_KEYS = {f.name.upper(): f for f in fields(Settings) if f.metadata.get("key", True)}
+KEYS = tuple(_KEYS)
 _REQUIRED = {name for name, f in _KEYS.items() if f.default is MISSING}
 
 
@@ -181,7 +185,7 @@ def parse(text: str, source: str = ".env") -> Settings:
     problems += _check(values)
     if problems:
         raise UserError(*problems)
-    return _build(values)
+    return _build(values, source)
 
 
 def _check(values: dict[str, str]) -> list[str]:
@@ -267,8 +271,8 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",")] if value else []
 
 
-def _build(values: dict[str, str]) -> Settings:
-    kwargs: dict[str, object] = {}
+def _build(values: dict[str, str], source: str) -> Settings:
+    kwargs: dict[str, object] = {"source": source}
     for key, value in values.items():
         name = _KEYS[key].name
         if name == "ui_v2":

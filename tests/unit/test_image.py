@@ -21,6 +21,10 @@ def test_prefect_version_agrees_in_dockerfile_env_example_and_requirements():
     assert dockerfile == env_example == requirements
 
 
+def test_dockerfile_defaults_the_time_zone_as_the_settings_do():
+    assert re.search(r"^ARG TIMEZONE=(\S+)$", DOCKERFILE, re.M)[1] == make_settings().timezone
+
+
 def test_base_image_is_the_official_one_for_that_version_and_python_311():
     assert "ARG BASE_IMAGE=prefecthq/prefect:${PREFECT_VERSION}-python3.11\n" in DOCKERFILE
 
