@@ -142,14 +142,16 @@ def build(settings: Settings, root: Path, tag: str = "", no_cache: bool = False,
                        network_mode="host", platform=platform or settings.image_platform, decode=True)
     image_id = BuildLog(echo).read(_guarded(stream, "image build"))
     api.tag(image_id, repository, LATEST)
-    built = release.Build(repository, tag)
+    built = release.Build(repository, tag, prefect_version=settings.image_prefect_version,
+                          commit=release.commit_sha(root))
     release.write_record(built, _record_path(root))
     echo(f"built {repository}:{tag} (and :{LATEST}); next: inv push")
     return built
 
 
 def push(settings: Settings, root: Path, echo: Callable[[str], None] = print) -> release.Build:
-    """Push the recorded build's tag and :latest; record and return the build pinned by its digest."""
+    """Push the recorded build's tag and :latest; record and return the build pinned by its digest, and add it
+    to the release history."""
     record_path = _record_path(root)
     recorded = release.read_record(record_path)
     if not recorded or recorded.repository != settings.image_repository:
@@ -163,8 +165,7 @@ def push(settings: Settings, root: Path, echo: Callable[[str], None] = print) ->
         stream = api.push(recorded.repository, tag=tag, auth_config=auth, stream=True, decode=True)
         pushed = read_push(_guarded(stream, f"push of {reference}"), reference, echo)
         digest = digest or pushed
-    built = release.Build(recorded.repository, recorded.tag, digest)
-    release.write_record(built, record_path)
+    built = release.pushed(recorded, digest, record_path)
     echo(f"pushed {built.reference}")
     return built
 
