@@ -92,12 +92,13 @@ def flows(c, api_url="", code_dir=""):
     "tag": "image tag (default: the git short sha of HEAD, with -dirty for uncommitted changes)",
     "no_cache": "rebuild every layer instead of reusing cached ones",
     "platform": "platform to build for (default IMAGE_PLATFORM, linux/amd64): your cluster's, not your laptop's",
+    "verbose": "print the Docker engine's own output too, not only one line per step",
 })
-def build(c, tag="", no_cache=False, platform=""):
+def build(c, tag="", no_cache=False, platform="", verbose=False):
     """Build the image (drivers and extras from .env), tag it :<git sha> and :latest."""
     from kit import image, settings
 
-    image.build(settings.load(), ROOT, tag=tag, no_cache=no_cache, platform=platform)
+    image.build(settings.load(), ROOT, tag=tag, no_cache=no_cache, platform=platform, verbose=verbose)
 
 
 @task

@@ -15,13 +15,15 @@ from kit.settings import Settings
 
 
 def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollout.DEFAULT_TIMEOUT,
-           api_url: str | None = None, out: Callable[[str], None] = print) -> None:
+           api_url: str | None = None, out: Callable[[str], None] | None = None) -> None:
+    """out None: the terminal, where build and push draw live progress; else plain lines to out."""
     from kit import flows, image, pools, status
 
+    echo, out = out, out or print
     with _step("build", out):
-        image.build(settings, ROOT, no_cache=no_cache, echo=out)
+        image.build(settings, ROOT, no_cache=no_cache, echo=echo)
     with _step("push", out):
-        pushed = image.push(settings, ROOT, echo=out)
+        pushed = image.push(settings, ROOT, echo=echo)
     with _step("secrets", out):
         rollout.secrets(settings, out=out)
     with _step("rollout", out):
