@@ -8,7 +8,6 @@ last lines before the error. Push: bytes per layer as they go (on a terminal), o
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

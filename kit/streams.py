@@ -84,8 +84,10 @@ class BuildLog:
             if "aux" in item:
                 self.image_id = item["aux"].get("ID", self.image_id)
                 self._finish()
-            text = item.get("stream") or _status_line(item) + "\n"
-            self._feed(_ANSI.sub("", text))
+            if item.get("stream"):
+                self._feed(_ANSI.sub("", item["stream"]))
+            elif _status_line(item):  # pulling the base image: its layers' events, each a line of its own
+                self._feed(_status_line(item) + "\n")
         self._flush()
         self._finish()
         if not self.image_id:

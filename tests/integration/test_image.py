@@ -171,8 +171,11 @@ def runner(reference: str):
 def test_inv_build_push_runs_each_task_once(shipped):
     done, record = shipped
     lines = done.stdout.splitlines()
-    assert [line for line in lines if line.startswith("built ")] == [
-        f"built {record['repository']}:{record['tag']} (and :latest); next: inv push"]
+    [built] = [line for line in lines if line.startswith("built ")]
+    assert re.fullmatch(rf"built {re.escape(record['repository'])}:{record['tag']} \(and :latest\) in \S+; "
+                        "next: inv push", built)
+    steps = [line for line in lines if line.startswith("step ")]
+    assert steps and all(re.fullmatch(r"step +\d+/\d+ +(\d\S*|cached) {2}\S.*", line) for line in steps), steps
     assert [line for line in lines if line.startswith("pushed ")] == [
         f"pushed {record['repository']}:{record['tag']}@{record['digest']}"]
 
@@ -433,7 +436,7 @@ def test_push_with_wrong_credentials_is_one_line(small_build):
     assert done.returncode == 1
     assert error_lines(done) == [
         f"error: login to {registry} as kit-ci failed (login attempt to http://{registry}/v2/ failed "
-        "with status: 401 Unauthorized); check REGISTRY_USER and REGISTRY_PASSWORD in .env"]
+        f"with status: 401 Unauthorized); check REGISTRY_USER and REGISTRY_PASSWORD in {env_file}"]
     assert "not-the-password" not in done.stdout + done.stderr
 
 
@@ -444,7 +447,7 @@ def test_push_without_credentials_to_a_registry_that_needs_them_is_one_line(smal
     assert done.returncode == 1
     [line] = error_lines(done)
     assert line.startswith(f"error: push of {registry}/prefect-core:small-")
-    assert line.endswith("check REGISTRY_USER and REGISTRY_PASSWORD in .env")
+    assert line.endswith(f"check REGISTRY_USER and REGISTRY_PASSWORD in {env_file}")
 
 
 def test_push_to_a_closed_port_is_one_line(small_build):
@@ -455,7 +458,7 @@ def test_push_to_a_closed_port_is_one_line(small_build):
     [line] = error_lines(done)
     assert line.startswith(f"error: push of 127.0.0.1:{port}/prefect-core:small-")
     assert f"dial tcp 127.0.0.1:{port}: connect: connection refused" in line
-    assert line.endswith("check REGISTRY in .env and that the registry is running and reachable")
+    assert line.endswith(f"check REGISTRY in {env_file} and that the registry is running and reachable")
 
 
 def test_registry_that_stops_in_the_middle_of_a_push_is_one_error(api, shipped, tmp_path):
