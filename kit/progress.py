@@ -92,11 +92,13 @@ class LiveBuild(PlainBuild):
         from rich.table import Table
         from rich.text import Text
 
+        # One terminal line each, cut to its width: a line that wraps would not be redrawn in place.
         grid = Table.grid()
+        grid.add_column(no_wrap=True, overflow="ellipsis")
         if self.current is not None:
             grid.add_row(Spinner("dots", Text(step_line(self.current, self.clock()))))
             if self.current.lines and not self.verbose:
-                grid.add_row(Text(f"    {shorten(self.current.lines[-1], self.console.width - 6)}", style="dim"))
+                grid.add_row(Text(f"    {self.current.lines[-1]}", style="dim"))
         return grid
 
 
