@@ -17,6 +17,9 @@ class Kind:
     has_pods: bool = False
     # Served only where an add-on is installed (Gateway API): a cluster without it has none to prune.
     optional: bool = False
+    # Routes the public host to the Service (ROUTE picks one): a stale one is removed by every rollout, not only
+    # with --prune, as two routes for one host are never wanted.
+    route: bool = False
 
     @property
     def group(self) -> str:
@@ -39,11 +42,12 @@ KINDS = (
     Kind("Deployment", "apps/v1", has_pods=True),
     Kind("PodDisruptionBudget", "policy/v1"),
     Kind("HorizontalPodAutoscaler", "autoscaling/v2"),
-    Kind("Ingress", "networking.k8s.io/v1"),
-    Kind("HTTPRoute", "gateway.networking.k8s.io/v1", optional=True),
+    Kind("Ingress", "networking.k8s.io/v1", route=True),
+    Kind("HTTPRoute", "gateway.networking.k8s.io/v1", optional=True, route=True),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 APPLY_ORDER = tuple(kind.name for kind in KINDS)
 # What prune and destroy look at: everything but the namespace, which may hold what is not the kit's.
 NAMESPACED = tuple(kind for kind in KINDS if kind.name != "Namespace")
 POD_KINDS = tuple(kind.name for kind in KINDS if kind.has_pods)
+ROUTE_KINDS = tuple(kind.name for kind in KINDS if kind.route)

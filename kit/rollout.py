@@ -14,8 +14,8 @@ from pathlib import Path
 from kit import cluster, release
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME
-from kit.settings import SERVER_NAME, Settings
+from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
+from kit.settings import SERVER_NAME, SERVER_PORT, Settings
 
 Out = Callable[[str], None]
 DEFAULT_TIMEOUT = 300
@@ -114,6 +114,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     objects = manifests.render(settings, image_reference(settings, tag))
     with cluster.connect(settings) as k:
         live, unserved = live_objects(k)
+        check_served(objects, unserved)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
             manifests.check_database_mode(server, manifests.find(objects, "StatefulSet", SERVER_NAME))
@@ -121,7 +122,9 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
         if prune:
             for kind in unserved:
                 out(cluster.unserved_line(kind))
-            prune_stale(k, objects, live, dry_run=dry_run, out=out)
+        # A route of an earlier render (another ROUTE, the former two Ingresses) would serve the same host.
+        prune_stale(k, objects, live if prune else {key: obj for key, obj in live.items() if key[0] in ROUTE_KINDS},
+                    dry_run=dry_run, out=out)
         if dry_run:
             return
         workloads = [obj for obj in applied if obj["kind"] in VIEWERS]
@@ -131,7 +134,18 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             for obj in workloads:
                 out(f"{describe(obj)} restarted")
         wait(k, workloads, timeout, out)
-    out(f"ready: {settings.public_url}/")
+    out(f"ready: {settings.public_url}/" if settings.has_route else
+        f"ready, with no route (ROUTE=none): `kubectl -n {settings.namespace} port-forward svc/{SERVER_NAME} "
+        f"{SERVER_PORT}:{SERVER_PORT}`, then http://127.0.0.1:{SERVER_PORT}/")
+
+
+def check_served(objects: list[dict], unserved: list) -> None:
+    """Refuse before applying anything when the cluster lacks a kind the render needs (Gateway API's HTTPRoute)."""
+    missing = [kind for kind in unserved if kind.name in {obj["kind"] for obj in objects}]
+    if missing:
+        kind = missing[0]
+        raise UserError(f"ROUTE: this cluster does not serve {kind.name} ({kind.api_version}): Gateway API is not "
+                        "installed; ask for it, or set ROUTE=ingress")
 
 
 def live_objects(k: Cluster) -> tuple[dict[tuple[str, str], dict], list]:
