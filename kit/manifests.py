@@ -122,17 +122,19 @@ def config_checksum(pod: dict, configuration: list[dict], salt: str) -> str:
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             if ref:
                 used.add(("Secret", ref["name"], ref["key"]))
-    mounted = [("Secret", pull["name"], None) for pull in pod.get("imagePullSecrets", [])]
     for volume in pod.get("volumes", []):
         for kind, source, name_field in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name")):
             if source in volume:
-                items = volume[source].get("items")
-                mounted += [(kind, volume[source][name_field], item["key"]) for item in items] if items \
-                    else [(kind, volume[source][name_field], None)]
-    for kind, name, key in mounted:
-        used |= {(kind, name, each) for each in ([key] if key else data.get((kind, name), {}))}
-    consumed = "".join(f"{kind}/{name}/{key}={data.get((kind, name), {}).get(key, '')}\n"
-                       for kind, name, key in sorted(used))
+                name = volume[source][name_field]
+                keys = [item["key"] for item in volume[source].get("items", [])] or data.get((kind, name), {})
+                used |= {(kind, name, key) for key in keys}
+    for pull in pod.get("imagePullSecrets", []):
+        used |= {("Secret", pull["name"], key) for key in data.get(("Secret", pull["name"]), {})}
+    # Secrets keep the lines of earlier versions, ConfigMaps come after them: an upgrade of the kit rolls only
+    # the pods whose configuration changed.
+    prefix = {"Secret": "", "ConfigMap": "configmap:"}
+    consumed = "".join(f"{prefix[kind]}{name}/{key}={data.get((kind, name), {}).get(key, '')}\n"
+                       for kind, name, key in sorted(used, key=lambda item: (item[0] != "Secret", *item[1:])))
     return _slow_hash(consumed, salt)
 
 

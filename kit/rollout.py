@@ -113,8 +113,8 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
 
     objects = manifests.render(settings, image_reference(settings, tag))
     with cluster.connect(settings) as k:
+        check_served(k, objects)
         live, unserved = live_objects(k)
-        check_served(objects, unserved)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
             manifests.check_database_mode(server, manifests.find(objects, "StatefulSet", SERVER_NAME))
@@ -139,13 +139,12 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
         f"{SERVER_PORT}:{SERVER_PORT}`, then http://127.0.0.1:{SERVER_PORT}/")
 
 
-def check_served(objects: list[dict], unserved: list) -> None:
-    """Refuse before applying anything when the cluster lacks a kind the render needs (Gateway API's HTTPRoute)."""
-    missing = [kind for kind in unserved if kind.name in {obj["kind"] for obj in objects}]
-    if missing:
-        kind = missing[0]
-        raise UserError(f"ROUTE: this cluster does not serve {kind.name} ({kind.api_version}): Gateway API is not "
-                        "installed; ask for it, or set ROUTE=ingress")
+def check_served(k: Cluster, objects: list[dict]) -> None:
+    """Refuse before applying anything when the cluster lacks an add-on kind the render needs (Gateway API's)."""
+    for kind in (BY_NAME[name] for name in dict.fromkeys(obj["kind"] for obj in objects)):
+        if kind.optional and not k.serves(kind):
+            raise UserError(f"ROUTE: this cluster does not serve {kind.name} ({kind.api_version}): Gateway API is "
+                            "not installed; ask for it, or set ROUTE=ingress")
 
 
 def live_objects(k: Cluster) -> tuple[dict[tuple[str, str], dict], list]:

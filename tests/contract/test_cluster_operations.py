@@ -80,7 +80,7 @@ def test_status_shows_pods_and_workloads_like_kubectl(deployed, settings):
         lines = status.cluster_lines(k, cluster.now())
     assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     server = next(line for line in lines if line.startswith("prefect-server-0 "))
-    assert server.split()[1:4] == ["1/1", "Running", "0"]
+    assert server.split()[1:4] == ["2/2", "Running", "0"], "Prefect and its login proxy"
     assert len([line for line in lines if line.startswith("prefect-worker-")]) == 2
     workloads = lines[lines.index("") + 1:]
     assert workloads[0].split() == ["WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"]

@@ -27,7 +27,8 @@ def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi
     applied = [line for line in lines if line.endswith(" created")]
     assert applied[:3] == ["namespace/prefect created", "secret/prefect-config created",
                            "secret/prefect-login-auth created"]
-    assert applied[-2:] == ["ingress/prefect-api created", "ingress/prefect-ui created"]
+    assert applied[3] == "configmap/prefect-proxy created"
+    assert applied[-1] == "ingress/prefect-server created"
     assert {'statefulset "prefect-server" rolling update complete',
             'deployment "prefect-worker-prod-main" successfully rolled out',
             'deployment "prefect-worker-prod-secondary" successfully rolled out'} <= set(lines)

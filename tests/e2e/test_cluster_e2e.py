@@ -75,7 +75,7 @@ def test_status_shows_the_running_pods(target):
     with k:
         lines = status.cluster_lines(k, cluster.now())
     server = next(line for line in lines if line.startswith("prefect-server-0 "))
-    assert server.split()[1:3] == ["1/1", "Running"]
+    assert server.split()[1:3] == ["2/2", "Running"], "Prefect and its login proxy"
     assert len([line for line in lines if line.startswith("prefect-worker-prod-") and "Running" in line]) == 2
 
 
