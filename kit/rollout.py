@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kit import cluster, release
+from kit import cluster, release, routes
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
-from kit.settings import SERVER_NAME, SERVER_PORT, Settings
+from kit.settings import SERVER_NAME, Settings
 
 Out = Callable[[str], None]
 DEFAULT_TIMEOUT = 300
@@ -134,9 +134,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             for obj in workloads:
                 out(f"{describe(obj)} restarted")
         wait(k, workloads, timeout, out)
-    out(f"ready: {settings.public_url}/" if settings.has_route else
-        f"ready, with no route (ROUTE=none): `kubectl -n {settings.namespace} port-forward svc/{SERVER_NAME} "
-        f"{SERVER_PORT}:{SERVER_PORT}`, then http://127.0.0.1:{SERVER_PORT}/")
+    out(f"ready: {routes.where(settings)}")
 
 
 def check_served(k: Cluster, objects: list[dict]) -> None:

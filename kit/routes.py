@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.kinds import ROUTE_KINDS
-from kit.settings import Settings
+from kit.settings import SERVER_NAME, SERVER_PORT, Settings
 
 GATEWAY_FOLDER = "gateway"
 # The kind of route each ROUTE renders.
@@ -21,6 +21,14 @@ ROUTE_KIND = {"ingress": "Ingress", "gateway": "HTTPRoute", "none": None}
 def folders(directory: Path, settings: Settings) -> list[Path]:
     """The folders of checked-in manifests this mode renders."""
     return [directory, directory / GATEWAY_FOLDER] if settings.route == "gateway" else [directory]
+
+
+def where(settings: Settings) -> str:
+    """Where a person opens the UI: the public URL, or without a route how to reach it."""
+    if settings.has_route:
+        return f"{settings.public_url}/"
+    return (f"no route (ROUTE=none): `kubectl -n {settings.namespace} port-forward svc/{SERVER_NAME} "
+            f"{SERVER_PORT}:{SERVER_PORT}`, then http://127.0.0.1:{SERVER_PORT}/")
 
 
 def wanted(obj: dict, settings: Settings) -> bool:

@@ -82,7 +82,7 @@ def test_a_route_the_render_no_longer_has_goes_without_prune_and_foreign_ones_st
 
     assert "ingress/prefect-server pruned" in lines
     assert list(ingresses(fakeapi)) == ["team-dashboard"] and ingresses(fakeapi)["team-dashboard"] == foreign
-    assert lines[-1] == ("ready, with no route (ROUTE=none): `kubectl -n prefect port-forward svc/prefect-server "
+    assert lines[-1] == ("ready: no route (ROUTE=none): `kubectl -n prefect port-forward svc/prefect-server "
                          "4200:4200`, then http://127.0.0.1:4200/")
 
 
