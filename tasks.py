@@ -142,6 +142,17 @@ def status(c, api_url=""):
     kit_status.show(settings.load(), api_url or None)
 
 
+@task
+def doctor(c):
+    """Check every precondition of a rollout at once: settings, cluster, rights, storage, registry, DNS."""
+    import invoke
+
+    from kit import doctor as checks, settings
+
+    if not checks.run(settings.load):
+        raise invoke.Exit(code=1)
+
+
 @task(help={
     "no_cache": "rebuild every image layer instead of reusing cached ones",
     "timeout": "seconds the rollout waits for the server and workers (default 300)",

@@ -150,6 +150,21 @@ class Cluster:
             return False
         return any(resource.get("kind") == kind.name for resource in listed.get("resources", []))
 
+    def version(self) -> str:
+        """The API server's Kubernetes version, e.g. v1.36.2."""
+        return self._request("get", "/version")["gitVersion"]
+
+    def may(self, verb: str, resource: str, *, group: str = "", subresource: str = "", name: str = "",
+            namespaced: bool = True) -> bool:
+        """Whether these credentials may do this, as the API server's own authorizer answers (an access review)."""
+        attributes = {"verb": verb, "resource": resource, "group": group, "subresource": subresource, "name": name}
+        if namespaced:
+            attributes["namespace"] = self.namespace
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attributes}}
+        answer = self._request("post", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review)
+        return bool(answer.get("status", {}).get("allowed"))
+
     def managed(self) -> tuple[list[dict], list[Kind]]:
         """Every object the kit labelled in the namespace, and the kinds this cluster does not serve."""
         found, unserved = [], []
