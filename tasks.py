@@ -177,6 +177,25 @@ def logs(c, worker="", follow=False, tail=100):
     cluster.logs(settings.load(), worker=worker, tail=tail, follow=follow)
 
 
+@task(help={"out": "file to write (default: prefect-backup-<namespace>-<UTC time>.db in the current directory)"})
+def backup(c, out=""):
+    """Copy a consistent snapshot of the embedded SQLite database out of the running server pod."""
+    from kit import backup as database, settings
+
+    database.backup(settings.load(), Path(out) if out else None)
+
+
+@task(help={
+    "yes": "do not ask for confirmation",
+    "timeout": "seconds to wait for each step: the server stopping, the restore pod, the server ready (default 300)",
+})
+def restore(c, file, yes=False, timeout=300):
+    """Replace the embedded SQLite database with a backup: the server stops, the file goes in, it starts again."""
+    from kit import backup as database, cluster, settings
+
+    database.restore(settings.load(), Path(file), timeout=timeout, confirm=None if yes else cluster.ask)
+
+
 @task(help={
     "yes": "do not ask for confirmation",
     "delete_data": "also delete the server's PersistentVolumeClaims: the SQLite database is lost",

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ FIELD_MANAGER = "prefect-kit"
 # the kit's apply owned it, the next apply without `--restart` would remove it and restart the pods again.
 RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+# Scaling for a restore is not part of the applied configuration: it gets a manager of its own, as `kubectl scale`.
+SCALE_MANAGER = "prefect-kit-scale"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
 # (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
 REQUEST_TIMEOUT = (10, 60)
@@ -228,7 +231,7 @@ class Cluster:
         return self.objects("v1", "Pod", ",".join(f"{key}={value}" for key, value in sorted(labels.items())))[0]
 
     def watch(self, api_version: str, kind: str, *, resource_version: str, timeout: float,
-              label_selector: str = MANAGED) -> Iterator[dict]:
+              label_selector: str | None = MANAGED, field_selector: str | None = None) -> Iterator[dict]:
         """Watch events from resource_version on; ends when the server closes the stream."""
         from kubernetes.watch.watch import iter_resp_lines
 
@@ -236,7 +239,8 @@ class Cluster:
         seconds = max(1, math.ceil(timeout))
         response = self.dynamic.request(
             "get", resource.path(namespace=self._namespace_for(resource)), watch=True,
-            resource_version=resource_version, label_selector=label_selector, allow_watch_bookmarks=True,
+            resource_version=resource_version, label_selector=label_selector, field_selector=field_selector,
+            allow_watch_bookmarks=True,
             timeout_seconds=seconds, serialize=False, _request_timeout=(REQUEST_TIMEOUT[0], seconds + 5))
         try:
             for line in iter_resp_lines(response):
@@ -265,6 +269,73 @@ class Cluster:
         except NotFoundError:
             return False
         return True
+
+    def create(self, obj: dict) -> dict:
+        """Create one object the kit does not apply (a short-lived pod): it is the kit's only while it lives."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        return self._request("post", resource.path(namespace=self._namespace_for(resource)), body=obj,
+                             field_manager=FIELD_MANAGER)
+
+    def scale(self, obj: dict, replicas: int) -> dict:
+        """Set a workload's replicas, as `kubectl scale` does (an update of that one field, by its own manager)."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        path = resource.path(name=obj["metadata"]["name"], namespace=self._namespace_for(resource))
+        return self._request("patch", path, body={"spec": {"replicas": replicas}},
+                             content_type="application/merge-patch+json", field_manager=SCALE_MANAGER)
+
+    def wait_for(self, api_version: str, kind: str, name: str, done, timeout: float, waiting_for: str) -> dict | None:
+        """Watch one object until done(obj) holds (obj is None once it is gone); raise UserError after timeout
+        seconds, naming what was waited for. Returns the object as it was when done."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.get(api_version, kind, name)
+            if done(current):
+                return current
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UserError(f"{kind.lower()}/{name}: still not {waiting_for} after {timeout:g}s; "
+                                "`inv status` shows what it is doing")
+            version = current["metadata"]["resourceVersion"] if current else self.objects(
+                api_version, kind, label_selector=None)[1]
+            # Any event about it (or the watch's end) is a reason to look again.
+            for _ in self.watch(api_version, kind, resource_version=version, timeout=min(remaining, 30),
+                                label_selector=None, field_selector=f"metadata.name={name}"):
+                break
+
+    def wait_gone(self, api_version: str, kind: str, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            self.wait_for(api_version, kind, name, lambda obj: obj is None,
+                          max(0.0, deadline - time.monotonic()), "gone")
+
+    def run(self, pod: str, container: str, command: list[str], *, stdin=(), stdout=None) -> tuple[int, str]:
+        """Run a command in a container as `kubectl exec -i` does: the byte chunks of stdin go in, stdout's
+        bytes go to stdout(chunk) as they come; returns the exit code and what it wrote to stderr."""
+        from kubernetes.client import CoreV1Api
+        from kubernetes.stream import stream
+        from kubernetes.stream.ws_client import STDERR_CHANNEL, STDOUT_CHANNEL
+
+        session = stream(CoreV1Api(self.api_client).connect_get_namespaced_pod_exec, pod, self.namespace,
+                         container=container, command=command, stdin=True, stdout=True, stderr=True, tty=False,
+                         binary=True, capture_all=False, _preload_content=False)
+        errors = bytearray()
+        try:
+            for chunk in stdin:
+                session.write_stdin(chunk)
+                self._drain(session, stdout, errors, STDOUT_CHANNEL, STDERR_CHANNEL)
+            while session.is_open():
+                session.update(timeout=1)
+                self._drain(session, stdout, errors, STDOUT_CHANNEL, STDERR_CHANNEL)
+            return session.returncode, errors.decode(errors="replace")
+        finally:
+            session.close()
+
+    @staticmethod
+    def _drain(session, stdout, errors: bytearray, out_channel: int, error_channel: int) -> None:
+        data = session.read_channel(out_channel)
+        if data and stdout is not None:
+            stdout(data)
+        errors += session.read_channel(error_channel)
 
     def log_lines(self, pod: str, container: str, *, tail: int | None = None, previous: bool = False,
                   follow: bool = False) -> Iterator[str]:
