@@ -311,31 +311,39 @@ class Cluster:
     def run(self, pod: str, container: str, command: list[str], *, stdin=(), stdout=None) -> tuple[int, str]:
         """Run a command in a container as `kubectl exec -i` does: the byte chunks of stdin go in, stdout's
         bytes go to stdout(chunk) as they come; returns the exit code and what it wrote to stderr."""
+        import yaml
         from kubernetes.client import CoreV1Api
         from kubernetes.stream import stream
-        from kubernetes.stream.ws_client import STDERR_CHANNEL, STDOUT_CHANNEL
+        from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
+        # Binary frames: in text mode the client decodes each frame on its own, which breaks a file's bytes.
         session = stream(CoreV1Api(self.api_client).connect_get_namespaced_pod_exec, pod, self.namespace,
                          container=container, command=command, stdin=True, stdout=True, stderr=True, tty=False,
                          binary=True, capture_all=False, _preload_content=False)
         errors = bytearray()
+
+        def drain() -> None:
+            data = session.read_channel(STDOUT_CHANNEL)
+            if data and stdout is not None:
+                stdout(data)
+            errors.extend(session.read_channel(STDERR_CHANNEL))
+
         try:
             for chunk in stdin:
                 session.write_stdin(chunk)
-                self._drain(session, stdout, errors, STDOUT_CHANNEL, STDERR_CHANNEL)
+                drain()
             while session.is_open():
                 session.update(timeout=1)
-                self._drain(session, stdout, errors, STDOUT_CHANNEL, STDERR_CHANNEL)
-            return session.returncode, errors.decode(errors="replace")
+                drain()
+            drain()
+            # The kubelet's last word, a Status: Success, or Failure with the exit code as its cause.
+            status = yaml.safe_load(session.read_channel(ERROR_CHANNEL) or "null")
         finally:
             session.close()
-
-    @staticmethod
-    def _drain(session, stdout, errors: bytearray, out_channel: int, error_channel: int) -> None:
-        data = session.read_channel(out_channel)
-        if data and stdout is not None:
-            stdout(data)
-        errors += session.read_channel(error_channel)
+        code = exit_code(status)
+        if code == -1:  # it never ran: the Status says why (no such container, the runtime refused it)
+            errors.extend(f"\n{(status or {}).get('message', 'the exec stream ended without a status')}".encode())
+        return code, errors.decode(errors="replace")
 
     def log_lines(self, pod: str, container: str, *, tail: int | None = None, previous: bool = False,
                   follow: bool = False) -> Iterator[str]:
@@ -388,6 +396,18 @@ def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
               if item["metadata"]["name"].startswith(WORKER_PREFIX)]
     return (f"--worker {worker}: no worker for that queue in namespace {k.namespace}; "
             f"workers run for: {', '.join(queues) or 'no queue yet (run `inv rollout`)'}")
+
+
+def exit_code(status: dict | None) -> int:
+    """The exit code in the Status that ends an exec stream; -1 when the command never ran or the stream broke."""
+    if not status:
+        return -1
+    if status.get("status") == "Success":
+        return 0
+    for cause in status.get("details", {}).get("causes", []):
+        if cause.get("reason") == "ExitCode":
+            return int(cause["message"])
+    return -1
 
 
 def pod_ready(pod: dict) -> bool:
