@@ -7,9 +7,9 @@ gives: `pods "x" is forbidden: violates PodSecurity "restricted:latest": <fragme
 uses it for its admission; render tests can use it to prove a manifest would be admitted.
 
 Checked, in this order: the baseline controls (AppArmor annotations, host namespaces, hostPorts, probe and
-lifecycle hosts, privileged, procMount, seLinuxOptions, sysctls, Windows hostProcess), then the restricted ones
-(allowPrivilegeEscalation, capabilities, volume types, runAsNonRoot, runAsUser, seccompProfile). The baseline
-checks that the restricted ones replace (capabilities, hostPath volumes, seccomp) are not run twice, as for real.
+lifecycle hosts, privileged, procMount, seLinuxOptions, sysctls, Windows hostProcess), then for `restricted` its
+own (allowPrivilegeEscalation, capabilities, volume types, runAsNonRoot, runAsUser, seccompProfile), for
+`baseline` the three it replaces (capabilities, hostPath volumes, seccomp), as the plugin runs them.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class Kind:
     # (Services) or "path" (RBAC: any path segment), as each kind's ValidateObjectMeta call chooses.
     names: str = "subdomain"
     verbs: tuple[str, ...] = STANDARD_VERBS
-    subresources: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()  # served for GET only: `log` streams a pod's log, `status` reads the object
     crd: str = ""  # the CRD file under tests/schemas/gateway-api-v1.6.1/ of a custom resource
     stored: bool = True  # reviews are answered, never stored
 
@@ -48,27 +48,28 @@ class Kind:
 
 KINDS = (
     Kind("", "v1", "namespaces", "Namespace", False, ("ns",), ("status.phase",), names="label",
-         verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+         verbs=("create", "delete", "get", "list", "patch", "update", "watch"), subresources=("status",)),
     Kind("", "v1", "secrets", "Secret", True, (), ("type",)),
     Kind("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Kind("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
-    Kind("", "v1", "services", "Service", True, ("svc",), names="dns1035"),
-    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
+    Kind("", "v1", "services", "Service", True, ("svc",), names="dns1035", subresources=("status",)),
+    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), subresources=("status",)),
     Kind("", "v1", "pods", "Pod", True, ("po",),
          ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-          "status.phase", "status.podIP", "status.nominatedNodeName"), subresources=("log",)),
+          "status.phase", "status.podIP", "status.nominatedNodeName"), subresources=("log", "status")),
     Kind("", "v1", "events", "Event", True, ("ev",),
          ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
           "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
           "reason", "reportingComponent", "type")),
-    Kind("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
-    Kind("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), names="label"),
-    Kind("batch", "v1", "jobs", "Job", True),
+    Kind("apps", "v1", "deployments", "Deployment", True, ("deploy",), subresources=("status",)),
+    Kind("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), names="label", subresources=("status",)),
+    Kind("batch", "v1", "jobs", "Job", True, subresources=("status",)),
     Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
-    Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
+    Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",), subresources=("status",)),
     Kind("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
-    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
-    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",)),
+    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), subresources=("status",)),
+    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",),
+         subresources=("status",)),
     Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True, names="path"),
     Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, names="path"),
     Kind("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
@@ -76,8 +77,9 @@ KINDS = (
          verbs=("create",), stored=False),
 )
 GATEWAY_API = (
-    Kind(GATEWAY_API_GROUP, "v1", "gateways", "Gateway", True, ("gtw",), crd="gateways.yaml"),
-    Kind(GATEWAY_API_GROUP, "v1", "httproutes", "HTTPRoute", True, crd="httproutes.yaml"),
+    Kind(GATEWAY_API_GROUP, "v1", "gateways", "Gateway", True, ("gtw",), subresources=("status",),
+         crd="gateways.yaml"),
+    Kind(GATEWAY_API_GROUP, "v1", "httproutes", "HTTPRoute", True, subresources=("status",), crd="httproutes.yaml"),
 )
 BY_KIND = {k.kind: k for k in KINDS + GATEWAY_API}
 

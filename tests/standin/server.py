@@ -470,7 +470,7 @@ class FakeApi:
                 if stored is None:
                     raise not_found(kind.resource, kind.group, kind.plural, name)
                 return self.logs.answer(stored.obj, query)
-        if method == "GET" and name:
+        if method == "GET" and name and target.subresource in (None, "status"):
             with self.store.cond:
                 stored = self.store.get(key_of(kind, ns, name))
                 if stored is None:
@@ -480,6 +480,8 @@ class FakeApi:
             if is_true(query.get("watch")):
                 return Answer(200, stream=self._watch(kind, ns, query))
             return Answer(200, self._list(kind, ns, query))
+        if target.subresource is not None:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if method == "DELETE":
             return self._delete(kind, ns, name, request)
         if method == "POST" and name is None:
@@ -494,6 +496,8 @@ class FakeApi:
         body = request.body
         if not isinstance(body, dict):
             raise bad_request(f"the object provided is unrecognized (must be of type {kind.kind})")
+        # The decoder takes what a body leaves out from the endpoint it was sent to.
+        body = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
         if body.get("apiVersion") != kind.api_version or body.get("kind") != kind.kind:
             raise bad_request(f"the API version in the data ({body.get('apiVersion')}) does not match the expected "
                               f"API version ({kind.api_version})" if body.get("kind") == kind.kind else

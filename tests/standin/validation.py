@@ -270,14 +270,16 @@ def _statefulset(obj: dict) -> list[FieldError]:
 
 
 def _job(obj: dict) -> list[FieldError]:
+    """ValidateJob: the generated selector first (ValidateGeneratedSelector), then the spec."""
     spec = obj.get("spec") or {}
-    found = _template_errors("job", spec)
+    found = []
     if not spec.get("manualSelector"):
         uid = obj["metadata"].get("uid", "")
         expected = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
         if spec.get("selector") != expected:
             found.append(FieldError("Invalid value", "spec.selector", label_selector(spec.get("selector")),
                                     "`selector` not auto-generated"))
+    found += _template_errors("job", spec)
     found += pod_spec_errors((spec.get("template") or {}).get("spec") or {}, "spec.template.spec")
     return found + _restart_policy(spec, ["OnFailure", "Never"])
 
