@@ -1,6 +1,6 @@
 """API requests of a no-change `inv rollout`, and how long rollout takes to return once the last workload is ready.
 
-Both against the contract layer's stand-in API server (tests/standin/) through the real client.
+Both against the stand-in API server (tests/standin/) through the real client.
 Goal for the delay: at most 1 s between the last workload becoming ready and rollout returning.
 
 Usage: .venv/bin/python bench/rollout_requests.py [runs]

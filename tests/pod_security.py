@@ -1,7 +1,7 @@
 """The Pod Security Standards' restricted profile (with the baseline controls it includes), as a pure check.
 
-`violations(pod_spec)` answers what the PodSecurity admission plugin of a real API server answers for a pod spec
-under `restricted:latest` (or `level="baseline"`): one fragment per failed control, `reason (detail)`, in the plugin's order and words
+`violations(pod_spec)` answers what the PodSecurity admission plugin of a real API server answers for a pod
+spec under `restricted:latest` (or `level="baseline"`): one fragment per failed control, `reason (detail)`, in the plugin's order and words
 (staging/src/k8s.io/pod-security-admission/policy/check_*.go). Joined with ", " they are the message a real server
 gives: `pods "x" is forbidden: violates PodSecurity "restricted:latest": <fragments>`. The stand-in API server
 uses it for its admission; render tests can use it to prove a manifest would be admitted.

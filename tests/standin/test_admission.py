@@ -55,6 +55,13 @@ def test_enforce_never_refuses_a_workload_and_warn_says_what_would_be_refused(fa
     assert "Warning" not in dyn.create(kind, body=compliant, namespace=NS, serialize=False).headers
 
 
+def test_warn_alone_admits_a_pod_and_says_why_enforce_would_not(fakeapi, dyn):
+    label_namespace(fakeapi, warn="restricted")
+    response = dyn.create(resource(dyn, "Pod"), body=pod(), namespace=NS, serialize=False)
+    assert response.status == 201
+    assert response.headers["Warning"].startswith('299 - "would violate PodSecurity \\"restricted:latest\\": ')
+
+
 def test_a_refused_pod_is_its_controllers_failed_create(fakeapi, dyn):
     label_namespace(fakeapi, enforce="restricted")
     apply(dyn, deployment())

@@ -33,6 +33,34 @@ def test_discovery_lists_the_kinds_the_next_issues_need(dyn):
     assert found[("authorization.k8s.io/v1", "SelfSubjectAccessReview")].verbs == ["create"]
 
 
+MINIMAL = {
+    "ServiceAccount": {},
+    "ConfigMap": {"data": {"a": "1"}},
+    "Role": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+    "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "worker", "namespace": NS}]},
+    "Job": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                                           "containers": [{"name": "flow", "image": "f:1"}]}}}},
+    "PodDisruptionBudget": {"spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "worker"}}}},
+    "HorizontalPodAutoscaler": {"spec": {"maxReplicas": 3, "scaleTargetRef": {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "w"}}},
+    "StorageClass": {"provisioner": "example.com/disk"},
+    "IngressClass": {"spec": {"controller": "k8s.io/ingress-nginx"}},
+}
+
+
+@pytest.mark.parametrize(("api_version", "kind"), [k for k in NEW_KINDS if k[1] in MINIMAL])
+def test_the_new_kinds_can_be_applied_read_and_deleted(fakeapi, dyn, namespace, api_version, kind):
+    endpoint = resource(dyn, kind, api_version)
+    body = {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": "example", **({"namespace": NS} if endpoint.namespaced else {})}, **MINIMAL[kind]}
+    created = apply(dyn, body)
+    assert created.metadata.uid
+    assert dyn.get(endpoint, "example", NS if endpoint.namespaced else None).metadata.uid == created.metadata.uid
+    dyn.delete(endpoint, "example", NS if endpoint.namespaced else None)
+    assert fakeapi.get(kind, NS if endpoint.namespaced else None, "example") is None
+
+
 def test_version_is_configurable(fakeapi, api_client):
     fakeapi.set_version("1.36.2")
     info = client.VersionApi(api_client).get_code()
