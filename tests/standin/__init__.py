@@ -8,8 +8,9 @@ same refusals. `from tests.standin import FakeApi`; tests get a started one from
 
 Modules, one concern each: kinds (what is served, discovery), schema (the official schemas), fields and apply
 (field sets and ownership, server-side apply), defaults, validation, admission (PodSecurity, ServiceAccount,
-claim protection, RBAC), controllers (what tests drive explicitly), store (objects, resourceVersions, watches),
-logs, handler (HTTP), server (FakeApi: the request paths and the handle). tests/pod_security.py holds the Pod
+claim protection, RBAC), registry (the write and delete paths every rule sits on), controllers (what tests drive
+explicitly), store (objects, resourceVersions, watches), logs, handler (HTTP), server (FakeApi: the request
+paths and the handle). tests/pod_security.py holds the Pod
 Security Standards checks, shared with render tests.
 
 What it models (answers like a 1.33 API server; `set_version("1.36.2")` makes it another, schemas included)
