@@ -19,7 +19,8 @@ What it models (answers like a 1.33 API server; `set_version("1.36.2")` makes it
     Deployment, StatefulSet, Job, NetworkPolicy, Ingress, IngressClass, PodDisruptionBudget,
     HorizontalPodAutoscaler (autoscaling/v2), Role, RoleBinding, StorageClass, SelfSubjectAccessReview (create
     only); Gateway and HTTPRoute (gateway.networking.k8s.io/v1) only while `serve_gateway_api(True)`: before,
-    their paths answer 404 and discovery does not list them, as on a cluster without the CRDs.
+    their paths answer 404 and discovery does not list them, as on a cluster without the CRDs. The `status`
+    subresource of the kinds that have one answers GET.
     Verbs: GET / LIST (labelSelector, fieldSelector on the fields the real server indexes, 400 otherwise) /
     WATCH, POST, PUT (409 on a stale resourceVersion), PATCH (apply, merge; strategic merge as merge), DELETE
     (one object or a collection; propagationPolicy Background, Foreground or Orphan). Auth: the kubeconfig's

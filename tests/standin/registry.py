@@ -134,6 +134,7 @@ class Registry:
             del self.replica_sets[replica_set]
 
     def check_scope(self, kind: Kind, ns: str | None, name: str | None, body: dict) -> None:
+        """The name and namespace a write may have: the URL's, in a namespace that exists and is not going."""
         meta = body.setdefault("metadata", {})
         if name is not None and meta.get("name") != name:
             raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL "
@@ -182,7 +183,7 @@ class Registry:
                            f"Kind={kind.kind}): {listed}")
 
     def commit(self, kind: Kind, key: tuple, obj: dict, manager: str, *, dry_run: bool = False,
-                keep_status: bool = False, trusted: bool = False, owners_of=None) -> tuple[int, dict, list[str]]:
+               keep_status: bool = False, trusted: bool = False, owners_of=None) -> tuple[int, dict, list[str]]:
         """The registry's write path: prepare, default, take ownership, admit, validate, store."""
         stored = self.store.get(key)
         old = stored.obj if stored else None

@@ -155,8 +155,10 @@ def test_a_claim_in_use_stays_terminating_until_its_pod_is_gone(fakeapi, dyn, ap
              "metadata": {"name": "data-prefect-server-0", "namespace": NS}, "spec": claim()["spec"]}
     with pytest.raises(errors.ConflictError) as raised:
         dyn.create(claims, body=again, namespace=NS)
-    # Real: the name is still taken by the terminating claim.
+    # Real: the name is still taken by the terminating claim; an apply updates that claim, which stays terminating.
     assert status_of(raised.value)["message"] == 'persistentvolumeclaims "data-prefect-server-0" already exists'
+    reapplied = apply(dyn, {**again, "metadata": {**again["metadata"], "labels": {"kept": "yes"}}})
+    assert reapplied.metadata.deletionTimestamp == marked.metadata.deletionTimestamp
     dyn.delete(resource(dyn, "StatefulSet", "apps/v1"), "prefect-server", NS)
     assert fakeapi.get("PersistentVolumeClaim", NS, "data-prefect-server-0") is None
 

@@ -134,7 +134,7 @@ def labels_errors(labels: dict | None, field: str) -> list[FieldError]:
 def annotations_errors(annotations: dict | None, field: str) -> list[FieldError]:
     found = []
     for key in sorted(annotations or {}):
-        found += _invalid_each(field, key, [m for m in label_key(key)])
+        found += _invalid_each(field, key, label_key(key))
     size = sum(len(k) + len(str(v)) for k, v in (annotations or {}).items())
     if size > 256 * 1024:
         found.append(FieldError("Too long", field, detail="must have at most 262144 bytes"))
