@@ -43,60 +43,60 @@ def replica_set_uid(deployment: dict, revision: str) -> str:
 # ---- Deployments and StatefulSets
 
 
-def roll(api, kind: str, ns: str, name: str, waiting: tuple | None) -> None:
+def roll(registry, kind: str, ns: str, name: str, waiting: tuple | None) -> None:
     """make_ready (waiting None) / make_unready: the pods of the current template, and the status to match."""
-    with api.store.cond:
-        workload = copy.deepcopy(api.store.get((kind, ns, name)).obj)
+    with registry.store.cond:
+        workload = copy.deepcopy(registry.store.get((kind, ns, name)).obj)
         spec, revision = workload["spec"], revision_of(workload)
         replicas = spec.get("replicas", 1)
         pods = [pod_for(workload, index, revision, waiting) for index in range(replicas)]
         wanted = {pod["metadata"]["name"]: pod for pod in pods}
         selected = selector_matcher(spec["selector"])
-        for key, stored in api.store.of_kind("Pod", ns):
+        for key, stored in registry.store.of_kind("Pod", ns):
             labels = stored.obj["metadata"].get("labels") or {}
             outdated = kind == "StatefulSet" and key[2] in wanted and labels.get("controller-revision-hash") != (
                 wanted[key[2]]["metadata"]["labels"]["controller-revision-hash"])
             if selected(labels) and (key[2] not in wanted or outdated):
-                api.remove_object(key)
+                registry.remove_object(key)
         if kind == "StatefulSet":
             for index in range(replicas):
                 for claim in claims_for(workload, index):
-                    if ("PersistentVolumeClaim", ns, claim["metadata"]["name"]) not in api.store.objects:
-                        api.system_write(claim)  # claims outlive pods and rollouts, as for real
+                    if ("PersistentVolumeClaim", ns, claim["metadata"]["name"]) not in registry.store.objects:
+                        registry.system_write(claim)  # claims outlive pods and rollouts, as for real
         if kind == "Deployment":
-            api.replica_sets[replica_set_uid(workload, revision)] = workload["metadata"]["uid"]
+            registry.replica_sets[replica_set_uid(workload, revision)] = workload["metadata"]["uid"]
         failure = None
         for pod in pods:
             key = ("Pod", ns, pod["metadata"]["name"])
-            stored = api.store.get(key)
+            stored = registry.store.get(key)
             if stored is not None and ("nodeName" in stored.obj["spec"]) != ("nodeName" in pod["spec"]):
-                api.remove_object(key)  # a scheduled pod never becomes unscheduled: this one is its replacement
+                registry.remove_object(key)  # a scheduled pod never becomes unscheduled: this one is its replacement
                 stored = None
             try:
                 if stored is None:
-                    api.system_write(pod)
+                    registry.system_write(pod)
                 else:
-                    api.set_status("Pod", ns, pod["metadata"]["name"], pod["status"])
+                    registry.set_status("Pod", ns, pod["metadata"]["name"], pod["status"])
             except ApiError as error:
                 failure = error.message
-                _failed_create(api, workload, revision, pod["metadata"]["name"], error.message)
+                _failed_create(registry, workload, revision, pod["metadata"]["name"], error.message)
                 break
-        created = sum(1 for pod in pods if ("Pod", ns, pod["metadata"]["name"]) in api.store.objects)
-        api.set_status(kind, ns, name, workload_status(workload, revision, created, waiting is None, failure))
+        created = sum(1 for pod in pods if ("Pod", ns, pod["metadata"]["name"]) in registry.store.objects)
+        registry.set_status(kind, ns, name, workload_status(workload, revision, created, waiting is None, failure))
 
 
-def _failed_create(api, workload: dict, revision: str, pod: str, error: str) -> None:
+def _failed_create(registry, workload: dict, revision: str, pod: str, error: str) -> None:
     """The FailedCreate event of the controller that could not create a pod, in its words."""
     meta = workload["metadata"]
     if workload["kind"] == "StatefulSet":
-        api.event(workload, "FailedCreate", f"create Pod {pod} in StatefulSet {meta['name']} failed error: {error}")
+        registry.event(workload, "FailedCreate", f"create Pod {pod} in StatefulSet {meta['name']} failed error: {error}")
     elif workload["kind"] == "Deployment":
         replica_set = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
                        "metadata": {"name": f"{meta['name']}-{revision}", "namespace": meta["namespace"],
                                     "uid": replica_set_uid(workload, revision)}}
-        api.event(replica_set, "FailedCreate", f"Error creating: {error}")
+        registry.event(replica_set, "FailedCreate", f"Error creating: {error}")
     else:
-        api.event(workload, "FailedCreate", f"Error creating: {error}")
+        registry.event(workload, "FailedCreate", f"Error creating: {error}")
 
 
 def pod_for(workload: dict, index: int, revision: str, waiting: tuple | None) -> dict:
@@ -254,7 +254,7 @@ def _job_pod(job: dict, index: int, stamp: str, state: str) -> dict:
     }
 
 
-def _job_pods(api, job: dict, count: int, state: str) -> int:
+def _job_pods(registry, job: dict, count: int, state: str) -> int:
     """Create (or move to `state`) count pods of the job; the number that exist afterwards."""
     stamp = now()
     ns = job["metadata"]["namespace"]
@@ -262,62 +262,62 @@ def _job_pods(api, job: dict, count: int, state: str) -> int:
         pod = _job_pod(job, index, stamp, state)
         key = ("Pod", ns, pod["metadata"]["name"])
         try:
-            if key in api.store.objects:
-                api.set_status("Pod", ns, pod["metadata"]["name"], pod["status"])
+            if key in registry.store.objects:
+                registry.set_status("Pod", ns, pod["metadata"]["name"], pod["status"])
             else:
-                api.system_write(pod)
+                registry.system_write(pod)
         except ApiError as error:
-            api.event(job, "FailedCreate", f"Error creating: {error.message}")
+            registry.event(job, "FailedCreate", f"Error creating: {error.message}")
             return index
     return count
 
 
-def job_running(api, ns: str, name: str, pods: int) -> None:
-    with api.store.cond:
-        job = copy.deepcopy(api.store.get(("Job", ns, name)).obj)
-        running = _job_pods(api, job, pods, "running")
+def job_running(registry, ns: str, name: str, pods: int) -> None:
+    with registry.store.cond:
+        job = copy.deepcopy(registry.store.get(("Job", ns, name)).obj)
+        running = _job_pods(registry, job, pods, "running")
         status = dict(job.get("status") or {})
         status.setdefault("startTime", now())
         status.update({"ready": running, "terminating": 0, "uncountedTerminatedPods": {}})
         status["active"] = running
         if not running:
             status.pop("active")
-        api.set_status("Job", ns, name, status)
+        registry.set_status("Job", ns, name, status)
 
 
-def job_finished(api, ns: str, name: str, succeeded: bool, reason: str = "", message: str | None = None) -> None:
+def job_finished(registry, ns: str, name: str, succeeded: bool, reason: str = "", message: str | None = None) -> None:
     """The pods terminated and the status the Job controller writes: SuccessCriteriaMet and Complete, or
     FailureTarget and Failed (the conditions of 1.31+)."""
-    with api.store.cond:
-        job = copy.deepcopy(api.store.get(("Job", ns, name)).obj)
+    with registry.store.cond:
+        job = copy.deepcopy(registry.store.get(("Job", ns, name)).obj)
         spec, stamp = job["spec"], now()
         status = {"startTime": (job.get("status") or {}).get("startTime", stamp), "ready": 0, "terminating": 0,
                   "uncountedTerminatedPods": {}}
         if succeeded:
-            status["succeeded"] = _job_pods(api, job, spec.get("completions") or 1, "succeeded")
+            status["succeeded"] = _job_pods(registry, job, spec.get("completions") or 1, "succeeded")
             status["completionTime"] = stamp
             reason, message = "CompletionsReached", "Reached expected number of succeeded pods"
             types = ("SuccessCriteriaMet", "Complete")
         else:
             # restartPolicy Never: a new pod per attempt, all kept; OnFailure: one pod, restarted in place.
             never = spec["template"]["spec"].get("restartPolicy") == "Never"
-            status["failed"] = _job_pods(api, job, spec.get("backoffLimit", 6) + 1 if never else 1, "failed")
+            status["failed"] = _job_pods(registry, job, spec.get("backoffLimit", 6) + 1 if never else 1, "failed")
             message = message if message is not None else JOB_FAILURE_MESSAGES.get(reason, "")
             types = ("FailureTarget", "Failed")
         status["conditions"] = [{"type": t, "status": "True", "reason": reason, "message": message,
                                  "lastProbeTime": stamp, "lastTransitionTime": stamp} for t in types]
-        api.set_status("Job", ns, name, status)
+        registry.set_status("Job", ns, name, status)
 
 
 # ---- garbage collection, claim protection, namespaces
 
 
-def dependents(api, owner: dict) -> tuple[list[tuple], list[tuple]]:
+def dependents(registry, owner: dict) -> tuple[list[tuple], list[tuple]]:
     """(objects owned directly by owner, objects owned through one of its ReplicaSets)."""
     uid = owner["metadata"].get("uid")
-    sets = {rs for rs, deployment in api.replica_sets.items() if deployment == uid}
+    sets = {rs for rs, deployment in registry.replica_sets.items() if deployment == uid}
     direct, indirect = [], []
-    for key, stored in api.store.objects.items():
+    for key, stored in registry.store.objects.items():
         refs = {ref.get("uid") for ref in stored.obj["metadata"].get("ownerReferences") or []}
         if uid in refs:
             direct.append(key)
@@ -326,21 +326,21 @@ def dependents(api, owner: dict) -> tuple[list[tuple], list[tuple]]:
     return direct, indirect
 
 
-def in_use(api, ns: str, claim: str) -> bool:
+def in_use(registry, ns: str, claim: str) -> bool:
     """Whether a pod that has not finished mounts the claim (the pvc-protection controller's rule)."""
     return any(stored.obj.get("status", {}).get("phase") not in ("Succeeded", "Failed")
                and any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
                        for v in stored.obj.get("spec", {}).get("volumes") or [])
-               for _, stored in api.store.of_kind("Pod", ns))
+               for _, stored in registry.store.of_kind("Pod", ns))
 
 
-def release_claims(api, ns: str) -> None:
+def release_claims(registry, ns: str) -> None:
     """The pvc-protection controller: a deleted claim no pod uses loses its finalizer, and with it goes."""
-    for key, stored in api.store.of_kind("PersistentVolumeClaim", ns):
+    for key, stored in registry.store.of_kind("PersistentVolumeClaim", ns):
         meta = stored.obj["metadata"]
         if meta.get("deletionTimestamp") and PVC_PROTECTION in (meta.get("finalizers") or []) and not in_use(
-                api, ns, key[2]):
-            api.drop_finalizer(key, PVC_PROTECTION)
+                registry, ns, key[2]):
+            registry.drop_finalizer(key, PVC_PROTECTION)
 
 
 def namespace_contents(namespace: str) -> list[dict]:
