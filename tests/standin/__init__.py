@@ -119,11 +119,14 @@ Not modelled (the e2e suite against a real cluster covers what only a real clust
     graceful termination (a deleted pod goes at once) and an asynchronous garbage collector or namespace
     controller (both act within the deleting request); strategic merge patch list semantics and $patch
     directives; limit/continue paging, resourceVersionMatch, aggregated discovery, protobuf, CRD versions other
-    than v1 and the CRD objects themselves; PodSecurity exemptions, audit and the namespace-relabel warnings;
+    than v1 and the CRD objects themselves; PodSecurity exemptions, audit, the namespace-relabel warnings and
+    pod updates (a pod's spec is not held immutable either); a DELETE answers the object, never the Status some
+    kinds answer with;
     admission webhooks, LimitRanges, ResourceQuotas; the ClusterRoles and ClusterRoleBindings RBAC would read;
     the schemas' errors are worded after kube-openapi, not the decoder (a type mismatch is a 422 here, a 400 on a
     real server); metadata.generation is kept for every kind (a real server sets it only where the strategy
-    does); a Job template's %#v in its immutability error is abbreviated; PVC's cmp.Diff in its is simplified.
+    does); Indexed Jobs and the scheduling fields a suspended Job may change; a Job template's %#v in its
+    immutability error is abbreviated, and PVC's cmp.Diff in its is simplified.
 
 DynamicClient caches discovery in a temp file keyed by the server URL: pass `cache_file` (under tmp_path) when
 request counts matter or after serve_gateway_api().

@@ -30,7 +30,6 @@ class Request:
     body: object
     user_agent: str = ""
     status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         request = Request(self.command, url.path, query, content_type, parse_body(raw, content_type),
-                          self.headers.get("User-Agent", ""), headers=dict(self.headers.items()))
+                          self.headers.get("User-Agent", ""))
         try:
             answer = self.server.api.answer(request, self.headers.get("Authorization", ""))
         except ApiError as error:

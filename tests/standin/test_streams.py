@@ -33,9 +33,13 @@ def test_a_watch_sees_objects_enter_and_leave_its_selector(fakeapi, dyn, namespa
     labelled["metadata"]["labels"] = {"tier": "x"}
     apply(dyn, labelled)
     apply(dyn, secret())
-    events = list(dyn.watch(resource(dyn, "Secret"), namespace=NS, resource_version=start, timeout=1,
-                            label_selector="tier=x"))
-    assert [e["type"] for e in events] == ["ADDED", "DELETED"]
+    watcher, seen = watch.Watch(), []
+    for event in dyn.watch(resource(dyn, "Secret"), namespace=NS, resource_version=start, timeout=5,
+                           label_selector="tier=x", watcher=watcher):
+        seen.append(event["type"])
+        if len(seen) == 2:
+            watcher.stop()
+    assert seen == ["ADDED", "DELETED"]
 
 
 def test_dropped_watches_cut_the_stream_mid_way(fakeapi, dyn, namespace):

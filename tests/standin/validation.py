@@ -246,9 +246,9 @@ def _template_errors(workload: str, spec: dict) -> list[FieldError]:
         elif not selector_matcher(selector)(labels):
             found.append(FieldError("Invalid value", "spec.template.metadata.labels", go_map(labels),
                                     "`selector` does not match template `labels`"))
-    found += labels_errors(labels, "spec.template.metadata.labels")
-    found += annotations_errors((template.get("metadata") or {}).get("annotations"),
-                                "spec.template.metadata.annotations")
+    # ValidatePodTemplateSpec names the template's labels and annotations without "metadata".
+    found += labels_errors(labels, "spec.template.labels")
+    found += annotations_errors((template.get("metadata") or {}).get("annotations"), "spec.template.annotations")
     return found
 
 
