@@ -62,6 +62,23 @@ def test_a_statefulset_refuses_another_selector_and_takes_new_replicas_and_templ
     assert apply(dyn, scaled).spec.replicas == 2
 
 
+def test_switching_strategies_by_apply_trips_over_the_defaulted_rolling_update(dyn, namespace):
+    apply(dyn, deployment())
+    recreate = deployment()
+    recreate["spec"]["strategy"] = {"type": "Recreate"}
+    # Real: the applier never owned the defaulted rollingUpdate, so it stays and ValidateDeploymentStrategy refuses.
+    assert refused(dyn, recreate)["message"] == (
+        'Deployment.apps "prefect-worker-prod-main" is invalid: spec.strategy.rollingUpdate: Forbidden: may not be '
+        "specified when strategy `type` is 'Recreate'")
+    apply(dyn, statefulset())
+    on_delete = statefulset()
+    on_delete["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    assert refused(dyn, on_delete)["message"] == (
+        'StatefulSet.apps "prefect-server" is invalid: spec.updateStrategy.rollingUpdate: Invalid value: '
+        "apps.RollingUpdateStatefulSetStrategy{Partition:0, MaxUnavailable:(*intstr.IntOrString)(nil)}: only allowed "
+        "for updateStrategy 'RollingUpdate'")
+
+
 def test_a_deployment_selector_is_immutable(dyn, namespace):
     apply(dyn, deployment())
     other = deployment()

@@ -259,14 +259,28 @@ def _restart_policy(spec: dict, allowed: list[str]) -> list[FieldError]:
 
 def _deployment(obj: dict) -> list[FieldError]:
     spec = obj.get("spec") or {}
-    return (_template_errors("deployment", spec)
-            + pod_spec_errors((spec.get("template") or {}).get("spec") or {}, "spec.template.spec")
-            + _restart_policy(spec, ["Always"]))
+    found = (_template_errors("deployment", spec)
+             + pod_spec_errors((spec.get("template") or {}).get("spec") or {}, "spec.template.spec")
+             + _restart_policy(spec, ["Always"]))
+    strategy = spec.get("strategy") or {}
+    # ValidateDeploymentStrategy; an apply switching to Recreate keeps the defaulted rollingUpdate, and trips it.
+    if strategy.get("type") == "Recreate" and "rollingUpdate" in strategy:
+        found.append(forbidden_field("spec.strategy.rollingUpdate",
+                                     "may not be specified when strategy `type` is 'Recreate'"))
+    return found
 
 
 def _statefulset(obj: dict) -> list[FieldError]:
     spec = obj.get("spec") or {}
-    return _template_errors("statefulset", spec) + _restart_policy(spec, ["Always"])
+    found = _template_errors("statefulset", spec) + _restart_policy(spec, ["Always"])
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type") == "OnDelete" and "rollingUpdate" in strategy:
+        rolling = strategy["rollingUpdate"] or {}
+        printed = Go(f"apps.RollingUpdateStatefulSetStrategy{{Partition:{rolling.get('partition', 0)}, "
+                     "MaxUnavailable:(*intstr.IntOrString)(nil)}")
+        found.append(FieldError("Invalid value", "spec.updateStrategy.rollingUpdate", printed,
+                                "only allowed for updateStrategy 'RollingUpdate'"))
+    return found
 
 
 def _job(obj: dict) -> list[FieldError]:
