@@ -15,7 +15,7 @@ Security Standards checks, shared with render tests.
 
 What it models (answers like a 1.33 API server; `set_version("1.36.2")` makes it another, schemas included)
     Discovery: /version, /api, /apis and each group version (plain APIResourceList).
-    Kinds: Namespace, Secret, ConfigMap, ServiceAccount, Service, PersistentVolumeClaim, Pod (+ `log`), Event,
+    Kinds: Namespace, Secret, ConfigMap, ServiceAccount, Service, PersistentVolumeClaim, Pod (+ `log`, `exec`, `portforward`), Event,
     Deployment, StatefulSet, Job, NetworkPolicy, Ingress, IngressClass, PodDisruptionBudget,
     HorizontalPodAutoscaler (autoscaling/v2), Role, RoleBinding, StorageClass, SelfSubjectAccessReview (create
     only); Gateway and HTTPRoute (gateway.networking.k8s.io/v1) only while `serve_gateway_api(True)`: before,
@@ -97,6 +97,12 @@ passed in or returned is a plain dict copy.
                                         RBAC without that permission ("*" matches any verb or resource)
     allow()                             lifts every deny() and forbid()
     drop_watches(); compact(); log(ns, pod, text); event(obj, reason, message, type="Warning") -> dict
+    forward(ns, pod, port, to)          pods/portforward to `port` of a Running pod reaches 127.0.0.1:`to`
+                                        (tests/standin/channels.py speaks the client's real websocket protocol;
+                                        a port not forwarded is the kubelet's connection-refused error)
+    on_exec(ns, pod, run)               pods/exec of a Running pod runs run(command, container) -> Popen with
+                                        binary pipes: stdin, stdout, stderr and the exit status over the real
+                                        protocol; authorized as `create` on pods/exec, as since 1.31
     Controller helpers, never run unless a test calls them:
     make_ready(kind, ns, name)          Deployment/StatefulSet: pods for the current template (Running, Ready;
                                         a StatefulSet's with its claim volumes, after its claims), outdated pods

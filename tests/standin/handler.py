@@ -30,6 +30,8 @@ class Request:
     body: object
     user_agent: str = ""
     status: int = 0
+    # Every value of repeated parameters (exec's `command=` comes once per argument).
+    values: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Answer:
     stream: object = None  # an iterator of byte chunks, sent with chunked encoding as it is produced
     content_type: str = "application/json"
     warnings: list[str] = field(default_factory=list)
+    # A websocket sub-resource (exec, portforward): called with the handler, it takes the connection over.
+    upgrade: object = None
 
 
 def parse_body(raw: bytes, content_type: str):
@@ -74,9 +78,10 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        values = parse_qs(url.query, keep_blank_values=True)
+        query = {k: v[0] for k, v in values.items()}
         request = Request(self.command, url.path, query, content_type, parse_body(raw, content_type),
-                          self.headers.get("User-Agent", ""))
+                          self.headers.get("User-Agent", ""), values=values)
         try:
             answer = self.server.api.answer(request, self.headers.get("Authorization", ""))
         except ApiError as error:
@@ -85,7 +90,10 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             answer = Answer(500, ApiError(500, "InternalError", f"stand-in bug: {error!r}").status())
         request.status = answer.code
-        if answer.stream is None:
+        if answer.upgrade is not None:
+            answer.upgrade(self)
+            self.close_connection = True
+        elif answer.stream is None:
             self._send(answer)
         else:
             self._stream(answer)

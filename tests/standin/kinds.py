@@ -56,7 +56,7 @@ KINDS = (
     Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), subresources=("status",)),
     Kind("", "v1", "pods", "Pod", True, ("po",),
          ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-          "status.phase", "status.podIP", "status.nominatedNodeName"), subresources=("log", "status")),
+          "status.phase", "status.podIP", "status.nominatedNodeName"), subresources=("log", "status", "exec", "portforward")),
     Kind("", "v1", "events", "Event", True, ("ev",),
          ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
           "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",

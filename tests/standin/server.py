@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -13,7 +15,7 @@ from http.server import ThreadingHTTPServer
 
 import yaml
 
-from tests.standin import controllers, validation
+from tests.standin import channels, controllers, validation
 from tests.standin.apply import merged_config, owners_after_apply
 from tests.standin.errors import (NO_RESOURCE, ApiError, already_exists, bad_request, forbidden, invalid, not_found,
                                   unauthorized)
@@ -29,6 +31,7 @@ USER = "contract-tester"
 TEST_MANAGER = "test"
 MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 PROPAGATIONS = ("Foreground", "Background", "Orphan")
+STREAMS = ("exec", "portforward")
 _FAILURES = {
     429: ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
     500: ("InternalError", "Internal error occurred: injected by FakeApi.fail()"),
@@ -47,6 +50,10 @@ class Target:
 
 
 def verb(method: str, target: Target, query: dict) -> str:
+    if target.subresource in STREAMS:
+        # The websocket upgrade is a GET, authorized as `create` (the default since 1.31, closing a hole where
+        # `get` on pods/exec was enough to run commands).
+        return "create"
     if method == "GET":
         return "get" if target.name else ("watch" if is_true(query.get("watch")) else "list")
     if method == "DELETE":
@@ -118,6 +125,8 @@ class FakeApi:
         self._denials: list[tuple[str, int]] = []
         self._controlling = False
         self._controller: threading.Thread | None = None
+        self._forwards: dict[tuple[str, str, int], int] = {}
+        self._runners: dict[tuple[str, str], object] = {}
         self._server: ThreadingHTTPServer | None = None
 
     # ---- life cycle
@@ -229,6 +238,17 @@ class FakeApi:
             self._denials.clear()
             self.registry.rbac.clear()
 
+    def forward(self, ns: str, pod: str, port: int, to: int) -> None:
+        """Play the kubelet for pods/portforward: a tunnel to `port` of the pod reaches 127.0.0.1:`to`."""
+        with self.store.cond:
+            self._forwards[(ns, pod, port)] = to
+
+    def on_exec(self, ns: str, pod: str, run) -> None:
+        """Play the container runtime for pods/exec: run(command, container) -> a subprocess.Popen with binary
+        pipes runs what the client asked for (a test maps it onto a local command)."""
+        with self.store.cond:
+            self._runners[(ns, pod)] = run
+
     def drop_watches(self) -> None:
         with self.store.cond:
             self.store.drop_streams()
@@ -339,6 +359,8 @@ class FakeApi:
             if method == "POST" and name is None:
                 return self._review(kind, request)
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if method == "GET" and target.subresource in STREAMS:
+            return self._stream_session(target, request)
         if method == "GET" and target.subresource == "log":
             with self.store.cond:
                 stored = self.store.get(key_of(kind, ns, name))
@@ -526,6 +548,56 @@ class FakeApi:
         if since not in ("", "0") and not since.isdigit():
             raise bad_request(f'resourceVersion: Invalid value: "{since}": must be a number')
         return self.store.watch(kind, selected, since, timeout, is_true(query.get("allowWatchBookmarks")))
+
+    def _stream_session(self, target: Target, request: Request) -> Answer:
+        """pods/exec and pods/portforward: the kubelet's streams, once the pod runs, over a websocket."""
+        ns, name, values = target.namespace, target.name, request.values
+        with self.store.cond:
+            stored = self.store.get(key_of(target.kind, ns, name))
+            if stored is None:
+                raise not_found(target.kind.resource, target.kind.group, target.kind.plural, name)
+            pod = copy.deepcopy(stored.obj)
+        if pod.get("status", {}).get("phase") != "Running":
+            raise bad_request("unable to upgrade connection: pod does not exist")
+        containers = [c["name"] for c in pod["spec"]["containers"]]
+        if target.subresource == "portforward":
+            ports = [int(port) for value in values.get("ports", []) for port in value.split(",")]
+
+            def connect(port: int):
+                to = self._forwards.get((ns, name, port))
+                if to is None:
+                    raise ConnectionRefusedError(111, "Connection refused")
+                return socket.create_connection(("127.0.0.1", to))
+
+            return Answer(101, upgrade=lambda handler: self._upgrade(
+                handler, lambda: channels.serve_portforward(handler, ports, connect)))
+        container = request.query.get("container") or containers[0]
+        if container not in containers:
+            raise bad_request(f"container {container} is not valid for pod {name}")
+        command = values.get("command", [])
+        run = self._runners.get((ns, name))
+
+        def start(argv: list[str]):
+            if run is None:
+                raise FileNotFoundError(2, f"no runner for pod {name}: a test gives one with on_exec()", argv[0])
+            return run(argv, container)
+
+        flags = {flag: is_true(request.query.get(flag)) for flag in ("stdin", "stdout", "stderr", "tty")}
+        return Answer(101, upgrade=lambda handler: self._upgrade(
+            handler, lambda: channels.serve_exec(handler, command, run=start, **flags)))
+
+    @staticmethod
+    def _upgrade(handler, serve) -> None:
+        if not channels.is_upgrade(handler.headers):
+            error = bad_request("Upgrade request required")
+            data = json.dumps(error.status()).encode()
+            handler.send_response(400)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return
+        serve()
 
     def _review(self, kind: Kind, request: Request) -> Answer:
         """A SelfSubjectAccessReview, answered from the same RBAC model the requests are checked against."""
