@@ -187,7 +187,8 @@ class Cluster:
 
     def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
         """Server-side apply one object; returns (created, the object as stored or as it would be)."""
-        from kubernetes.dynamic.exceptions import ConflictError, ResourceNotFoundError, UnprocessibleEntityError
+        from kubernetes.dynamic.exceptions import (ConflictError, InternalServerError, ResourceNotFoundError,
+                                                   UnprocessibleEntityError)
 
         try:
             resource = self.resource(obj["apiVersion"], obj["kind"])
@@ -204,6 +205,12 @@ class Cluster:
                 f"{describe(obj)}: {status_message(error)}; another tool changed fields the kit manages: "
                 "`inv rollout --force-conflicts` takes them back (README: Troubleshooting)") from None
         except UnprocessibleEntityError as error:
+            raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
+        except InternalServerError as error:
+            # An object the field manager cannot type (a field the schema lacks, a list key twice) fails as a
+            # 500, but it is the object that is wrong: trying again cannot help.
+            if "failed to create typed patch object" not in status_message(error):
+                raise
             raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
         return response.status == 201, json.loads(response.data)
 

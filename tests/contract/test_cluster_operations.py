@@ -240,3 +240,19 @@ def test_inv_reports_an_unreachable_cluster_as_one_error_line(fakeapi, env_file,
     assert failed.stderr == (f"error: KUBE_CONTEXT: cannot reach the API server of context 'fakeapi' "
                              f"(http://127.0.0.1:{port}): Connection refused; check that the cluster is running "
                              "and that this is the right context\n")
+
+
+def test_an_object_the_schema_does_not_know_is_one_line_not_a_retry_hint(fakeapi, settings):
+    from kit import manifests
+    from tests.rendering import IMAGE
+
+    worker = next(obj for obj in manifests.render(settings, IMAGE) if obj["kind"] == "Deployment")
+    worker["spec"]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
+    rollout.secrets(settings, out=Lines())
+    with pytest.raises(UserError) as raised, cluster.connect(settings) as k:
+        k.apply(worker)
+    (problem,) = raised.value.problems
+    # The real server: 500 `failed to create typed patch object (...): ...imagePulPolicy: field not declared in schema`
+    assert problem.startswith(f"deployment/{worker['metadata']['name']}: the API server rejected it: failed to "
+                              "create typed patch object")
+    assert "imagePulPolicy: field not declared in schema" in problem and "try again" not in problem
