@@ -324,9 +324,10 @@ class Cluster:
         from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
         # Binary frames: in text mode the client decodes each frame on its own, which breaks a file's bytes.
+        # (The client also keeps a copy of all output for read_all(): a backup costs its size twice in memory.)
         session = stream(CoreV1Api(self.api_client).connect_get_namespaced_pod_exec, pod, self.namespace,
                          container=container, command=command, stdin=True, stdout=True, stderr=True, tty=False,
-                         binary=True, capture_all=False, _preload_content=False)
+                         binary=True, _preload_content=False)
         errors = bytearray()
 
         def drain() -> None:
