@@ -199,9 +199,10 @@ def restore(c, file, yes=False, timeout=300):
 @task(help={
     "yes": "do not ask for confirmation",
     "delete_data": "also delete the server's PersistentVolumeClaims: the SQLite database is lost",
+    "timeout": "seconds to wait until what was deleted is gone (default 300)",
 })
-def destroy(c, yes=False, delete_data=False):
-    """Delete what the kit created in the namespace; keeps the data volume unless --delete-data."""
+def destroy(c, yes=False, delete_data=False, timeout=300):
+    """Delete what the kit created in the namespace and wait until it is gone; keeps the data unless --delete-data."""
     from kit import cluster, settings
 
-    cluster.destroy(settings.load(), delete_data=delete_data, confirm=None if yes else cluster.ask)
+    cluster.destroy(settings.load(), delete_data=delete_data, confirm=None if yes else cluster.ask, timeout=timeout)

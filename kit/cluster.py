@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, Kind
+from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, POD_KINDS, Kind
 from kit.settings import SERVER_NAME, WORKER_PREFIX, Settings
 
 FIELD_MANAGER = "prefect-kit"
@@ -266,13 +266,15 @@ class Cluster:
         return self._request("patch", path, body=stamp, content_type="application/merge-patch+json",
                              field_manager=RESTART_MANAGER)
 
-    def delete(self, api_version: str, kind: str, name: str) -> bool:
-        """Delete one object; False when it was already gone."""
+    def delete(self, api_version: str, kind: str, name: str, propagation: str | None = None) -> bool:
+        """Delete one object; False when it was already gone. propagation: Foreground (its pods first),
+        Background or Orphan (its pods stay), as DeleteOptions.propagationPolicy; None is the kind's default."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         resource = self.resource(api_version, kind)
+        options = {"propagationPolicy": propagation} if propagation else None
         try:
-            self._request("delete", resource.path(name=name, namespace=self._namespace_for(resource)))
+            self._request("delete", resource.path(name=name, namespace=self._namespace_for(resource)), body=options)
         except NotFoundError:
             return False
         return True
@@ -433,8 +435,11 @@ def log_source(pod: dict) -> tuple[str, bool]:
     return pod["spec"]["containers"][0]["name"], False
 
 
-def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=print) -> None:
-    """Delete every object the kit labelled in the namespace (PersistentVolumeClaims only with delete_data).
+def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, timeout: float = 300,
+            out=print) -> None:
+    """Delete every object the kit labelled in the namespace (PersistentVolumeClaims only with delete_data), and
+    wait, as `kubectl delete` does, until they are gone: workloads go Foreground, so they are gone once their
+    pods are, and a claim lingers until no pod mounts it. An immediate rollout then meets nothing half-deleted.
 
     The namespace stays: it may hold things that are not the kit's. confirm(question) -> bool is asked
     once the list is shown; None means yes.
@@ -457,13 +462,33 @@ def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=
         if confirm is not None and not confirm(f"delete these {len(doomed)} objects?"):
             out("nothing deleted")
             return
+        deleted = []
         for item in doomed:
-            if k.delete(item["apiVersion"], item["kind"], item["metadata"]["name"]):
+            propagation = "Foreground" if item["kind"] in POD_KINDS else None
+            if k.delete(item["apiVersion"], item["kind"], item["metadata"]["name"], propagation):
+                deleted.append(item)
                 out(f"{describe(item)} deleted")
+        _wait_until_gone(k, deleted, timeout, out)
         if not delete_data:
             for claim in claims:
                 out(f"{describe(claim)} kept (the server's data; `inv destroy --delete-data` deletes it)")
         out(f"namespace/{k.namespace} kept (`kubectl delete namespace {k.namespace}` removes it with all it holds)")
+
+
+def _wait_until_gone(k: Cluster, deleted: list[dict], timeout: float, out) -> None:
+    deadline = time.monotonic() + timeout
+    remaining = []
+    for item in deleted:
+        name = item["metadata"]["name"]
+        try:
+            k.wait_for(item["apiVersion"], item["kind"], name, lambda obj: obj is None,
+                       max(0.0, deadline - time.monotonic()), "gone")
+        except UserError:
+            remaining.append(describe(item))
+    if remaining:
+        raise UserError(f"destroy: still there after {timeout:g}s: {', '.join(remaining)}; its finalizers or "
+                        "pods hold it (`kubectl describe` it), then run `inv destroy` again")
+    out(f"all {len(deleted)} gone")
 
 
 def unserved_line(kind: Kind) -> str:
