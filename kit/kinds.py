@@ -25,6 +25,14 @@ class Kind:
     def group(self) -> str:
         return self.api_version.rpartition("/")[0]
 
+    @property
+    def resource(self) -> str:
+        """The resource name RBAC and the API paths use: the kind pluralised as Kubernetes does it by default."""
+        lower = self.name.lower()
+        if lower.endswith("y"):
+            return lower[:-1] + "ies"
+        return lower + ("es" if lower.endswith("s") else "s")
+
 
 # Dependencies first: a pod finds its ServiceAccount, Secrets and ConfigMaps; the migration Job runs
 # before the server pods that need its schema; routes come last, when their Services exist.

@@ -49,6 +49,13 @@ def test_everything_lands_in_the_configured_namespace():
     assert {obj["metadata"].get("namespace") for obj in objects if obj["kind"] != "Namespace"} == {"data-team"}
 
 
+@pytest.mark.parametrize("mode", ["enforce", "warn", "audit"])
+def test_the_namespace_holds_every_pod_to_the_restricted_pod_security_standard(mode):
+    labels = find(render(NAMESPACE="data-team"), "Namespace", "data-team")["metadata"]["labels"]
+    assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "latest"
+
+
 def test_every_object_carries_the_kit_labels():
     for obj in render(REGISTRY_USER="robot", REGISTRY_PASSWORD="registry-pass"):
         labels = obj["metadata"]["labels"]
