@@ -101,7 +101,6 @@ def test_gateway_on_a_cluster_without_gateway_api_is_refused_before_anything_is_
     assert fakeapi.writes() == []
 
 
-@pytest.mark.skip(reason="needs the rebuilt stand-in: HTTPRoute/Gateway (serve_gateway_api)")
 def test_switching_between_ingress_and_gateway_replaces_the_route(fakeapi):
     fakeapi.serve_gateway_api(True)
     fakeapi.controller(True)
