@@ -37,6 +37,7 @@ def wanted(obj: dict, settings: Settings) -> bool:
 
 
 def render_route(obj: dict, settings: Settings) -> None:
+    """The Ingress's class, host and TLS; or the HTTPRoute's Gateway and host."""
     spec = obj["spec"]
     if obj["kind"] == "Ingress":
         spec["ingressClassName"] = settings.ingress_class
