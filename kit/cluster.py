@@ -214,12 +214,14 @@ class Cluster:
             raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
         return response.status == 201, json.loads(response.data)
 
-    def get(self, api_version: str, kind: str, name: str) -> dict | None:
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        """One object, or None; namespaced kinds are looked up in the kit's namespace unless another is named."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         resource = self.resource(api_version, kind)
+        where = (namespace or self.namespace) if resource.namespaced else None
         try:
-            return self._request("get", resource.path(name=name, namespace=self._namespace_for(resource)))
+            return self._request("get", resource.path(name=name, namespace=where))
         except NotFoundError:
             return None
 

@@ -108,7 +108,39 @@ def check_cluster(settings: Settings) -> list[Finding]:
         if settings.tls_secret:
             found.append(tls_finding(settings, namespace, _readable(
                 lambda: k.get("v1", "Secret", settings.tls_secret))))
+        found.append(route_finding(k, settings))
     return found
+
+
+def route_finding(k: cluster.Cluster, settings: Settings) -> Finding:
+    """The IngressClass or the Gateway the route hangs on: the kit never creates either."""
+    if settings.route == "none":
+        return Finding(OK, "ROUTE", "none: no Ingress or HTTPRoute; open the UI with `inv ui`")
+    if settings.route == "ingress":
+        name = settings.ingress_class
+        found = _readable(lambda: k.get("networking.k8s.io/v1", "IngressClass", name))
+        if found is UNKNOWN:
+            return Finding(UNKNOWN, "INGRESS_CLASS", f"cannot read IngressClass {name} with these rights (cluster-scoped)")
+        if found is None:
+            return Finding(FAIL, "INGRESS_CLASS", f"no IngressClass {name} in this cluster, so no controller would serve "
+                                                  "the Ingress; `kubectl get ingressclass` lists them: set "
+                                                  "INGRESS_CLASS, or ROUTE=gateway or none")
+        return Finding(OK, "INGRESS_CLASS", f"IngressClass {name} ({found.get('spec', {}).get('controller', '?')})")
+    if not k.serves(kinds.BY_NAME["HTTPRoute"]):
+        return Finding(FAIL, "ROUTE", f"gateway, but this cluster does not serve Gateway API "
+                                      f"({kinds.BY_NAME['HTTPRoute'].api_version}); install it, or set ROUTE=ingress")
+    name, namespace = settings.gateway_name, settings.gateway_parent_namespace
+    gateway = _readable(lambda: k.get(kinds.BY_NAME["HTTPRoute"].api_version, "Gateway", name, namespace))
+    if gateway is UNKNOWN:
+        return Finding(UNKNOWN, "GATEWAY_NAME", f"cannot read Gateway {namespace}/{name} with these rights")
+    if gateway is None:
+        return Finding(FAIL, "GATEWAY_NAME", f"no Gateway {name} in namespace {namespace}; `kubectl get gateways -A` "
+                                             "lists them: set GATEWAY_NAME and GATEWAY_NAMESPACE")
+    listeners = [listener["name"] for listener in gateway.get("spec", {}).get("listeners", [])]
+    if settings.gateway_listener and settings.gateway_listener not in listeners:
+        return Finding(FAIL, "GATEWAY_LISTENER", f"Gateway {namespace}/{name} has no listener "
+                                                 f"{settings.gateway_listener}; it has: {', '.join(listeners)}")
+    return Finding(OK, "GATEWAY_NAME", f"Gateway {namespace}/{name} ({', '.join(listeners)})")
 
 
 def check_rights(k: cluster.Cluster, needed: list[Right]) -> list[Finding]:
@@ -201,6 +233,8 @@ def check_registry(settings: Settings) -> list[Finding]:
 # --- the public host ------------------------------------------------------------------------------------------
 
 def check_public_host(settings: Settings) -> list[Finding]:
+    if not settings.has_route:
+        return []  # no route: nobody reaches the server by that name
     host = settings.public_host
     with ThreadPoolExecutor(max_workers=1) as pool:
         lookup = pool.submit(socket.getaddrinfo, host, None)
@@ -208,5 +242,5 @@ def check_public_host(settings: Settings) -> list[Finding]:
             addresses = sorted({info[4][0] for info in lookup.result(timeout=ANSWER_TIMEOUT)})
         except (OSError, TimeoutError):
             return [Finding(LATER, "PUBLIC_HOST", f"{host} does not resolve (yet): until it does, open the UI with "
-                                                  "`inv ui`; ask for a DNS record pointing at your ingress")]
+                                                  "`inv ui`; ask for a DNS record pointing at your ingress controller or Gateway")]
     return [Finding(OK, "PUBLIC_HOST", f"{host} resolves to {', '.join(addresses)}")]

@@ -13,6 +13,13 @@ from tests.contract.clusterkit import NS, Lines, discovery_cache, settings  # no
 from tests.rendering import env_text, make_settings
 from tests.services import free_port
 
+INGRESS_CLASS = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"},
+                 "spec": {"controller": "k8s.io/ingress-nginx"}}
+GATEWAY = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+           "metadata": {"name": "shared", "namespace": "gateway-system"},
+           "spec": {"gatewayClassName": "envoy", "listeners": [
+               {"name": "https", "protocol": "HTTPS", "port": 443,
+                "tls": {"certificateRefs": [{"name": "wildcard"}]}}]}}
 DEFAULT_CLASS = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                  "metadata": {"name": "standard", "annotations": {doctor.DEFAULT_STORAGE_CLASS: "true"}},
                  "provisioner": "rancher.io/local-path"}
@@ -27,20 +34,22 @@ def by_subject(findings):
 
 @pytest.fixture
 def ready(fakeapi, settings):
-    """A cluster a first rollout can go to: a default StorageClass, the namespace and Secrets applied."""
+    """A cluster a first rollout can go to: a default StorageClass, an IngressClass, the namespace and Secrets."""
     fakeapi.put(DEFAULT_CLASS)
+    fakeapi.put(INGRESS_CLASS)
     rollout.secrets(settings, out=Lines())
     return fakeapi
 
 
 def test_a_cluster_ready_for_a_rollout_is_all_ticks(ready, settings):
     findings = by_subject(doctor.check_cluster(settings))
-    assert [f.mark for fs in findings.values() for f in fs] == [OK] * 4
+    assert [f.mark for fs in findings.values() for f in fs] == [OK] * 5
     assert findings["cluster"][0].text == f"context 'fakeapi' ({ready.url}) answers: Kubernetes v1.33.0"
     assert findings["rights"][0].text.startswith("all ") and "verbs a rollout uses are allowed" in \
         findings["rights"][0].text
     assert findings["namespace"][0].text == f"{NS} enforces the restricted Pod Security Standard"
     assert findings["storage"][0].text == "default StorageClass standard for the SQLite volume"
+    assert findings["INGRESS_CLASS"][0].text == "IngressClass nginx (k8s.io/ingress-nginx)"
 
 
 def test_each_access_review_asks_for_one_verb_on_one_resource_in_the_namespace(ready, settings):
@@ -93,6 +102,40 @@ def test_an_unreachable_cluster_is_one_failure_and_nothing_more_of_the_cluster(f
     fakeapi.stop()
     (only,) = doctor.check_cluster(settings)
     assert only.mark == FAIL and only.subject == "cluster" and "cannot reach the API server" in only.text
+
+
+def test_an_ingress_class_the_cluster_lacks_fails_naming_the_setting(ready):
+    (route,) = by_subject(doctor.check_cluster(make_settings(INGRESS_CLASS="traefik")))["INGRESS_CLASS"]
+    assert route.mark == FAIL and route.text.startswith("no IngressClass traefik in this cluster")
+
+
+def gateway_settings(**extra):
+    return make_settings(ROUTE="gateway", GATEWAY_NAME="shared", GATEWAY_NAMESPACE="gateway-system", **extra)
+
+
+def test_a_gateway_route_on_a_cluster_without_gateway_api_fails(ready):
+    (route,) = by_subject(doctor.check_cluster(gateway_settings()))["ROUTE"]
+    assert route.line() == ("✗ ROUTE: gateway, but this cluster does not serve Gateway API "
+                            "(gateway.networking.k8s.io/v1); install it, or set ROUTE=ingress")
+
+
+def test_the_gateway_and_its_listener_are_checked(ready):
+    ready.serve_gateway_api(True)
+    (missing,) = by_subject(doctor.check_cluster(gateway_settings()))["GATEWAY_NAME"]
+    assert missing.mark == FAIL and missing.text.startswith("no Gateway shared in namespace gateway-system")
+    ready.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gateway-system"}})
+    ready.put(GATEWAY)
+    (found,) = by_subject(doctor.check_cluster(gateway_settings()))["GATEWAY_NAME"]
+    assert found.line() == "✓ GATEWAY_NAME: Gateway gateway-system/shared (https)"
+    (listener,) = by_subject(doctor.check_cluster(gateway_settings(GATEWAY_LISTENER="http")))["GATEWAY_LISTENER"]
+    assert listener.line() == "✗ GATEWAY_LISTENER: Gateway gateway-system/shared has no listener http; it has: https"
+
+
+def test_no_route_needs_nothing_of_the_cluster_and_no_dns(ready):
+    settings = make_settings(ROUTE="none")
+    (route,) = by_subject(doctor.check_cluster(settings))["ROUTE"]
+    assert route.mark == OK
+    assert doctor.check_public_host(settings) == []
 
 
 def test_inv_doctor_exits_1_only_on_a_failure(ready, env_file, monkeypatch):
