@@ -1,6 +1,6 @@
 """API requests of a no-change `inv rollout`, and how long rollout takes to return once the last workload is ready.
 
-Both against the contract layer's stand-in API server (tests/contract/fakeapi.py) through the real client.
+Both against the stand-in API server (tests/standin/) through the real client.
 Goal for the delay: at most 1 s between the last workload becoming ready and rollout returning.
 
 Usage: .venv/bin/python bench/rollout_requests.py [runs]
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kit import rollout  # noqa: E402
-from tests.contract.fakeapi import FakeApi  # noqa: E402
+from tests.standin import FakeApi  # noqa: E402
 from tests.rendering import make_settings  # noqa: E402
 
 NS = "prefect"

@@ -30,7 +30,7 @@ PROBE_TIMEOUT = 5.0
 
 
 def api_url(settings: Settings, override: str | None = None) -> str:
-    """The API URL to use: --api-url when given, else the public one the ingress serves."""
+    """The API URL to use: --api-url when given, else the public one the route serves."""
     url = (override or settings.public_api_url).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -52,8 +52,8 @@ def api_key_warning(environ: Mapping[str, str]) -> str | None:
 
 
 def port_forward_hint(settings: Settings) -> str:
-    return (f"if the ingress or DNS is not ready yet, run `kubectl -n {settings.namespace} port-forward "
-            f"svc/{SERVER_NAME} {SERVER_PORT}:{SERVER_PORT}` in another terminal and pass "
+    return (f"if the route or DNS is not ready yet (or ROUTE=none), run `kubectl -n {settings.namespace} "
+            f"port-forward svc/{SERVER_NAME} {SERVER_PORT}:{SERVER_PORT}` in another terminal and pass "
             f"--api-url http://127.0.0.1:{SERVER_PORT}/api")
 
 

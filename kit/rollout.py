@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kit import cluster, release
+from kit import cluster, release, routes
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME
+from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
 from kit.settings import SERVER_NAME, Settings
 
 Out = Callable[[str], None]
@@ -113,6 +113,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
 
     objects = manifests.render(settings, image_reference(settings, tag))
     with cluster.connect(settings) as k:
+        check_served(k, objects)
         live, unserved = live_objects(k)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
@@ -121,7 +122,9 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
         if prune:
             for kind in unserved:
                 out(cluster.unserved_line(kind))
-            prune_stale(k, objects, live, dry_run=dry_run, out=out)
+        # A route of an earlier render (another ROUTE, the former two Ingresses) would serve the same host.
+        prune_stale(k, objects, live if prune else {key: obj for key, obj in live.items() if key[0] in ROUTE_KINDS},
+                    dry_run=dry_run, out=out)
         if dry_run:
             return
         workloads = [obj for obj in applied if obj["kind"] in VIEWERS]
@@ -131,7 +134,15 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             for obj in workloads:
                 out(f"{describe(obj)} restarted")
         wait(k, workloads, timeout, out)
-    out(f"ready: {settings.public_url}/")
+    out(f"ready: {routes.where(settings)}")
+
+
+def check_served(k: Cluster, objects: list[dict]) -> None:
+    """Refuse before applying anything when the cluster lacks an add-on kind the render needs (Gateway API's)."""
+    for kind in (BY_NAME[name] for name in dict.fromkeys(obj["kind"] for obj in objects)):
+        if kind.optional and not k.serves(kind):
+            raise UserError(f"ROUTE: this cluster does not serve {kind.name} ({kind.api_version}): Gateway API is "
+                            "not installed; ask for it, or set ROUTE=ingress")
 
 
 def live_objects(k: Cluster) -> tuple[dict[tuple[str, str], dict], list]:

@@ -27,8 +27,11 @@ def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi
     applied = [line for line in lines if line.endswith(" created")]
     assert applied[:3] == ["namespace/prefect created", "secret/prefect-config created",
                            "secret/prefect-login-auth created"]
-    assert applied[-2:] == ["ingress/prefect-api created", "ingress/prefect-ui created"]
-    assert {'statefulset "prefect-server" rolling update complete',
+    assert applied[3] == "configmap/prefect-proxy created"
+    assert applied[-1] == "ingress/prefect-server created"
+    # A real server defaults updateStrategy.rollingUpdate.partition to 0, so kubectl's viewer (and the kit's)
+    # reports a partitioned roll out, as it did on a real 1.36 cluster.
+    assert {'statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated',
             'deployment "prefect-worker-prod-main" successfully rolled out',
             'deployment "prefect-worker-prod-secondary" successfully rolled out'} <= set(lines)
     assert lines[-1] == "ready: http://prefect.company.local/"
