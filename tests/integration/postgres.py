@@ -3,6 +3,7 @@ databases made for one test or module only, so every run starts from an empty on
 
 import asyncio
 import secrets as random
+import time
 from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -28,13 +29,30 @@ def sql(url: str, *statements: str) -> list[list[tuple]]:
 
 
 @contextmanager
-def fresh_database(url: str) -> Iterator[str]:
-    """A new, empty database on the server of `url` (its role has CREATEDB), as a URL of the same form;
-    dropped after, even while something still holds a connection to it."""
+def fresh_database(url: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the server of `url` (its role has CREATEDB), as a URL of the same form: empty, or
+    a copy of the database of `template` (which nothing may be connected to); dropped after, even while
+    something still holds a connection to it."""
     name = f"kit_test_{random.token_hex(4)}"
     admin = plain_url(url)
-    sql(admin, f"CREATE DATABASE {name}")
+    copy = f" TEMPLATE {urlsplit(template).path.strip('/')}" if template else ""
+    sql(admin, f"CREATE DATABASE {name}{copy}")
     try:
         yield urlsplit(url)._replace(path=f"/{name}").geturl()
     finally:
-        sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop(admin, name)
+
+
+def drop(admin: str, name: str, attempts: int = 40) -> None:
+    import asyncpg
+
+    for attempt in range(attempts):
+        try:
+            sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        except asyncpg.exceptions.InsufficientPrivilegeError:
+            # An autovacuum worker is in the database: its process belongs to no role, so this role may
+            # not end it, and it ends by itself within moments.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
