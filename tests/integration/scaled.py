@@ -63,6 +63,10 @@ def scaled_environment(database_url: str, redis_url: str) -> dict[str, str]:
     """
     return {
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+        # A background service whose first connection times out (default 5 s) dies, and Prefect 3.9.1
+        # neither logs nor restarts it: seen for the automation triggers when the services process
+        # started on a busy machine, which then looked healthy and ran no automation.
+        "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
         # The migration step migrates and registers block types, once: API processes starting together on
         # an empty database would race on both (uq_block_type__slug).
         "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",

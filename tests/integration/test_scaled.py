@@ -289,6 +289,26 @@ def test_a_run_created_through_api_1_completes_on_a_worker_polling_api_2(scaled,
         assert wait_for_state(client, run.id, {"COMPLETED"}) == "COMPLETED"
 
 
+def test_every_part_that_must_be_shared_uses_the_redis_it_was_given(scaled, redis_url):
+    """Each is configured on its own (the cleanup queue even with its own URL); a forgotten one would fall
+    back to memory or to localhost:6379. Concurrency lease storage is configured too, but nothing here
+    takes a concurrency slot."""
+    import redis
+
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        keys = set(client.scan_iter(count=1000))
+    parts = {
+        "event messaging (the events stream)": lambda key: key == "events",
+        "messaging cache": lambda key: key.startswith("message:messaging-cache:"),
+        "causal ordering of the triggers": lambda key: key.startswith("triggers:"),
+        "Docket of the API processes (named by PREFECT_SERVER_DOCKET_NAME)": lambda key: key == "prefect-server:stream",
+        # `prefect server services start` names its Docket "prefect", whatever the setting says.
+        "Docket of the background services": lambda key: key == "prefect:stream",
+        "worker cleanup queue": lambda key: key.startswith("prefect:worker-cleanup"),
+    }
+    assert [part for part, used in parts.items() if not any(map(used, keys))] == []
+
+
 def test_an_event_emitted_through_api_1_reaches_a_subscriber_of_api_2(scaled, auth_string):
     from prefect.events import Event
     from prefect.events.clients import PrefectEventsClient, PrefectEventSubscriber
