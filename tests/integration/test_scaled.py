@@ -86,6 +86,12 @@ def catalog(database_url: str) -> dict[str, list[tuple]]:
     return dict(zip(CATALOG, sql(plain_url(database_url), *CATALOG.values())))
 
 
+def registration_stamps(database_url: str) -> list[tuple]:
+    """When each block type was last written: any registration rewrites every one."""
+    (stamps,) = sql(plain_url(database_url), "SELECT slug, updated FROM block_type ORDER BY slug")
+    return stamps
+
+
 def within(seconds: float, probe: Callable[[], T]) -> T:
     """probe() every 0.25 s until it returns something true or `seconds` have passed; its last answer."""
     deadline = time.monotonic() + seconds
@@ -98,6 +104,7 @@ def within(seconds: float, probe: Callable[[], T]) -> T:
 class Migrated:
     database_url: str
     catalog: dict[str, list[tuple]]
+    registered_at: list[tuple]
 
 
 @dataclass
@@ -138,7 +145,7 @@ def migrated(postgres_url, redis_url, tmp_path_factory):
     """A fresh database after the migration step, before anything else touched it."""
     with fresh_database(postgres_url) as database_url:
         migrate(tmp_path_factory.mktemp("migrate"), scaled_environment(database_url, redis_url))
-        yield Migrated(database_url, catalog(database_url))
+        yield Migrated(database_url, catalog(database_url), registration_stamps(database_url))
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +281,8 @@ def test_two_api_processes_started_together_after_the_migration_both_serve_it(sc
         assert served == {row[0] for row in migrated.catalog["block types"]}
         log = api.log.read_text(errors="replace")
         assert "Traceback" not in log and "Error" not in log, api.log_tail()
+    # Neither registered block types itself: what they serve is what the migration step wrote.
+    assert registration_stamps(migrated.database_url) == migrated.registered_at
 
 
 def test_a_second_migration_step_on_a_database_at_head_changes_nothing(scaled, migrated, redis_url, tmp_path):
@@ -370,10 +379,12 @@ def test_a_cancel_sent_through_api_1_stops_a_run_on_a_worker_polling_api_2(site,
 def test_a_run_survives_kill_9_of_the_api_its_worker_talked_to(scaled, start_worker, kit_settings, tmp_path):
     run_id, release = start_release_run(kit_settings, scaled, start_worker, "proxy", tmp_path)
     proxy = scaled.layout.proxy
+    ports = [port_of(api) for api in scaled.layout.apis]
+    assert all(proxy.opened[port] for port in ports), f"the worker and its run did not reach both APIs: {proxy.opened}"
     # The API holding the most of the worker's and the run's connections through the proxy is killed.
-    victim = max(range(len(scaled.layout.apis)), key=lambda index: proxy.open[port_of(scaled.layout.apis[index])])
+    victim = max(range(len(ports)), key=lambda index: proxy.open[ports[index]])
     survivor = scaled.layout.apis[1 - victim]
-    assert proxy.open[port_of(scaled.layout.apis[victim])] > 0, f"no connection through the proxy: {proxy.open}"
+    assert proxy.open[ports[victim]] > 0, f"no connection open through the proxy: {proxy.open}"
     scaled.layout.kill_api(victim)
     release.write_text("released")
     with prefect_api.connect(kit_settings, survivor.api_url) as client:
