@@ -286,6 +286,7 @@ def test_two_api_processes_started_together_after_the_migration_both_serve_it(sc
 
 
 def test_a_second_migration_step_on_a_database_at_head_changes_nothing(scaled, migrated, redis_url, tmp_path):
+    """As on every rollout after the first, with the API processes serving meanwhile."""
     migrate(tmp_path, scaled_environment(migrated.database_url, redis_url))
     assert catalog(migrated.database_url) == migrated.catalog
 
