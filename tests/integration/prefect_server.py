@@ -1,5 +1,6 @@
 """A real Prefect server for tests: `prefect server start` on a free 127.0.0.1 port, its own
-PREFECT_HOME (so a temporary SQLite database unless the environment names another), stopped after.
+PREFECT_HOME (so a temporary SQLite database unless the environment names another), stopped after;
+other `prefect` processes (background services, workers) are started the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 from tests.services import free_port
 
@@ -55,13 +56,14 @@ def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def prefect_server(tmp: Path, env: Mapping[str, str] = {}, wait: bool = True) -> Iterator[PrefectServer]:
-    """Start a server with `env` on top of a clean environment; wait=False returns while it starts."""
-    port = free_port()
+def prefect_process(tmp: Path, args: Sequence[str], env: Mapping[str, str] = {},
+                    name: str = "prefect-server") -> Iterator[tuple[subprocess.Popen, Path]]:
+    """`prefect ARGS` in its own session with `env` on top of a clean environment and PREFECT_HOME under
+    tmp, its output in tmp/NAME.log; yields the process and the log, and stops it after."""
     home = tmp / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
-    log = tmp / "prefect-server.log"
-    server_env = clean_environment({
+    log = tmp / f"{name}.log"
+    process_env = clean_environment({
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # The UI build is copied at every start and no test here looks at the UI.
@@ -69,16 +71,26 @@ def prefect_server(tmp: Path, env: Mapping[str, str] = {}, wait: bool = True) ->
         **env,
     })
     with open(log, "wb") as output:
-        process = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                   env=server_env, stdout=output, stderr=subprocess.STDOUT, cwd=tmp,
-                                   start_new_session=True)
-    server = PrefectServer(f"http://127.0.0.1:{port}/api", home, log, process)
+        process = subprocess.Popen([PREFECT, *args], env=process_env, stdout=output, stderr=subprocess.STDOUT,
+                                   cwd=tmp, start_new_session=True)
     try:
+        yield process, log
+    finally:
+        stop(process)
+
+
+@contextmanager
+def prefect_server(tmp: Path, env: Mapping[str, str] = {}, wait: bool = True,
+                   args: Sequence[str] = ()) -> Iterator[PrefectServer]:
+    """Start a server with `env` on top of a clean environment; wait=False returns while it starts.
+    `args` go after `prefect server start` (e.g. --no-services)."""
+    port = free_port()
+    command = ["server", "start", "--host", "127.0.0.1", "--port", str(port), *args]
+    with prefect_process(tmp, command, env) as (process, log):
+        server = PrefectServer(f"http://127.0.0.1:{port}/api", tmp / "prefect-home", log, process)
         if wait:
             server.wait_healthy()
         yield server
-    finally:
-        stop(process)
 
 
 def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
