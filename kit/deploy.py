@@ -1,4 +1,5 @@
-"""`inv deploy`: build → push → secrets → rollout → pools → flows → status, stopping at the first failure.
+"""`inv deploy`: build → push → secrets → rollout (which makes the pools true) → flows → status, stopping
+at the first failure.
 
 Each step is the same kit function its own task calls; this module only orders them and says where a
 failed deploy stopped, so the user knows which steps are already done.
@@ -16,7 +17,7 @@ from kit.settings import Settings
 
 def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollout.DEFAULT_TIMEOUT,
            api_url: str | None = None, out: Callable[[str], None] = print) -> None:
-    from kit import flows, image, pools, status
+    from kit import flows, image, status
 
     with _step("build", out):
         image.build(settings, ROOT, no_cache=no_cache, echo=out)
@@ -25,12 +26,9 @@ def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollo
     with _step("secrets", out):
         rollout.secrets(settings, out=out)
     with _step("rollout", out):
-        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, out=out)
-    with _step("pools", out):
-        for line in pools.sync(settings, api_url):
-            out(line)
+        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, api_url=api_url, out=out)
     with _step("flows", out):
-        flows.deploy(settings, api_url)
+        flows.deploy(settings, api_url, out=out)
     with _step("status", out):
         status.show(settings, api_url, out=out)
 
