@@ -1,5 +1,6 @@
-"""A real worker, started with the exact command of manifests/workers.yaml, runs the example flow that
-`inv flows` deployed to prod-main; `inv status`'s Prefect half then shows the worker online."""
+"""A real process worker, started with the exact command the kit renders for prod-main of a process pool,
+runs the example flow that `inv flows` deployed to prod-main; `inv status`'s Prefect half then shows the
+worker online under its pod's name."""
 
 import subprocess
 import time
@@ -7,37 +8,43 @@ import urllib.request
 
 import pytest
 
-from kit import flows, manifests, pools, prefect_api
+from kit import flows, manifests, pool_config, pools, prefect_api
+from kit.settings import WORKER_PREFIX
 from tests.integration.conftest import secret_value
 from tests.integration.prefect_server import PREFECT, clean_environment, stop
+from tests.rendering import IMAGE, as_process_pools, container_args, container_env
 from tests.services import free_port
 
 QUEUE = "prod-main"
+POD = f"{WORKER_PREFIX}{QUEUE}-5d8c6b7f9-x2kfp"
 RUN_TIMEOUT = 120
+PROCESS_POOLS = pool_config.parse(as_process_pools(pool_config.POOLS_PATH.read_text()))
 
 
-def manifest_command(queue):
-    worker = manifests.find(manifests.load(), "Deployment", pools.WORKER_PREFIX + queue)
-    (container,) = worker["spec"]["template"]["spec"]["containers"]
-    return container["args"]
+def rendered_command(kit_settings, queue=QUEUE, pod=POD):
+    """The worker's command as the kubelet runs it: rendered for a process pool, $(POD_NAME) expanded."""
+    objects = manifests.render(kit_settings, IMAGE, PROCESS_POOLS)
+    (container,) = manifests.find(objects, "Deployment", WORKER_PREFIX + queue)["spec"]["template"]["spec"]["containers"]
+    return container_args(container, container_env(container, objects, pod))
 
 
 @pytest.fixture(scope="module")
 def deployed(kit_settings, kit_server, tmp_path_factory):
-    """The declared pools, and the flows of flows/ deployed to run from this checkout."""
+    """The shipped pools as process pools, and the flows of flows/ deployed to run from this checkout."""
     home = tmp_path_factory.mktemp("deploy-home")
     with pytest.MonkeyPatch.context() as patch:
         # `prefect deploy` keeps state under PREFECT_HOME; the developer's own must stay untouched.
         patch.setenv("PREFECT_HOME", str(home))
-        pools.sync(kit_settings, kit_server.api_url)
-        flows.deploy(kit_settings, kit_server.api_url, code_dir=str(flows.FLOWS_DIR))
+        with prefect_api.connect(kit_settings, kit_server.api_url) as client:
+            pools.write(client, PROCESS_POOLS, {})
+        flows.deploy(kit_settings, kit_server.api_url, code_dir=str(flows.FLOWS_DIR), out=lambda line: None)
 
 
 @pytest.fixture(scope="module")
 def worker(kit_settings, kit_server, deployed, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("worker")
     health_port = free_port()
-    command = manifest_command(QUEUE)
+    command = rendered_command(kit_settings)
     env = clean_environment({
         # What the pod gets from the prefect-config Secret, with the URL of this test's server.
         "PREFECT_API_URL": kit_server.api_url,
@@ -57,9 +64,10 @@ def worker(kit_settings, kit_server, deployed, tmp_path_factory):
         stop(process)
 
 
-def test_the_worker_command_comes_from_the_manifest():
-    assert manifest_command(QUEUE) == ["prefect", "worker", "start", "--pool", "production", "--work-queue", QUEUE,
-                                       "--type", "process", "--with-healthcheck"]
+def test_the_worker_command_comes_from_the_template(kit_settings):
+    assert rendered_command(kit_settings) == [
+        "prefect", "worker", "start", "--pool", "production", "--work-queue", QUEUE, "--type", "process",
+        "--name", POD, "--with-healthcheck", "--no-create-pool-if-not-found"]
 
 
 def test_the_example_flow_runs_to_completed_on_the_manifest_worker(kit_settings, kit_server, worker):
@@ -87,12 +95,17 @@ def test_the_example_flow_runs_to_completed_on_the_manifest_worker(kit_settings,
             pytest.fail(f"the flow's own log line never arrived: {messages}")
 
 
-def test_status_then_shows_the_worker_online_and_the_queue_ready(kit_settings, kit_server, worker):
-    lines = pools.status(kit_settings, kit_server.api_url)
+def test_status_then_shows_the_worker_online_under_its_pods_name_and_the_queue_ready(kit_settings, kit_server, worker):
+    lines = pools.status(kit_settings, kit_server.api_url, pods={POD})
     assert "pool production (process): ready, concurrency unlimited" in lines, lines
     assert "  queue prod-main: ready, 0 late runs" in lines, lines
     workers = [line for line in lines if line.startswith("  worker ")]
-    assert len(workers) == 1 and ": online, last heartbeat " in workers[0], lines
+    assert len(workers) == 1 and workers[0].startswith(f"  worker {POD}: online, last heartbeat "), lines
+
+
+def test_status_shows_the_worker_as_stale_once_its_pod_is_gone(kit_settings, kit_server, worker):
+    lines = pools.status(kit_settings, kit_server.api_url, pods={f"{WORKER_PREFIX}{QUEUE}-5d8c6b7f9-newer"})
+    assert [line for line in lines if line.startswith(f"  worker {POD}: stale (its pod is gone), ")], lines
 
 
 def test_the_worker_answers_the_health_probe_of_its_manifest(worker):

@@ -11,18 +11,13 @@ import pytest
 
 from kit import manifests
 from tests.integration.prefect_server import PREFECT, clean_environment, prefect_server, stop
-from tests.rendering import VALID, decoded, render
+from tests.rendering import VALID, container_env, decoded, render
 from tests.services import free_port, need_program
 
 
 def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
     """The environment Kubernetes would give this container, Secret references resolved."""
-    env = {}
-    for item in container["env"]:
-        ref = item.get("valueFrom", {}).get("secretKeyRef")
-        env[item["name"]] = decoded(manifests.find(objects, "Secret", ref["name"]), ref["key"]) if ref \
-            else item["value"]
-    return env
+    return container_env(container, objects)
 
 
 def container_of(objects, kind, name):

@@ -5,6 +5,7 @@ import pytest
 from kit import pool_config as pools
 from kit.errors import UserError
 from kit.pool_config import JobSettings, WorkerSettings
+from tests.rendering import as_process_pools
 
 VALID = """
 pools:
@@ -44,8 +45,9 @@ def test_the_checked_in_file_declares_the_seed_pool_and_queues_as_kubernetes():
 
 def test_a_process_pool_is_a_one_line_change_of_the_checked_in_file():
     text = pools.POOLS_PATH.read_text()
-    without_job = text[:text.index("    job:")] + text[text.index("    queues:"):]
-    (production,) = pools.parse(without_job.replace("type: kubernetes", "type: process"))
+    changed = as_process_pools(text)
+    assert len(set(text.splitlines()) ^ set(changed.splitlines())) == 2, "one line out, one line in"
+    (production,) = pools.parse(changed)
     assert (production.type, production.job) == ("process", None)
 
 
