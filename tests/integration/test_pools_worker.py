@@ -2,6 +2,7 @@
 runs the example flow that `inv flows` deployed to prod-main; `inv status`'s Prefect half then shows the
 worker online under its pod's name."""
 
+import os
 import subprocess
 import time
 import urllib.request
@@ -112,3 +113,57 @@ def test_the_worker_answers_the_health_probe_of_its_manifest(worker):
     _, health_port, _ = worker
     with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health", timeout=5) as response:
         assert response.status == 200
+
+
+SLEEPY = '''
+import time
+
+from prefect import flow
+
+
+@flow
+def sleepy(seconds: int = 60):
+    time.sleep(seconds)
+'''
+
+
+def test_stopping_a_process_worker_kills_its_running_flow_run_and_leaves_it_running_in_prefect(kit_settings, kit_server, deployed, tmp_path):
+    """What a rollout does to a process pool's running flows: the kubelet's SIGTERM reaches the worker (tini
+    forwards it to the worker's process group), and Prefect 3.9.1's worker kills its flow-run processes on the
+    way out, leaving their runs RUNNING in Prefect. There is no drain to wait for: the README says so, and
+    kubernetes pools avoid it."""
+    import signal
+
+    from prefect.client.schemas.objects import StateType
+
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    queue = "prod-secondary"
+    pod = f"{WORKER_PREFIX}{queue}-7f9c5d6b8-q4m2n"
+    env = clean_environment({
+        "PREFECT_API_URL": kit_server.api_url, "PREFECT_API_AUTH_STRING": secret_value(kit_settings, "auth-string"),
+        "PREFECT_HOME": str(tmp_path), "PREFECT_WORKER_WEBSERVER_PORT": str(free_port()),
+        "PREFECT_WORKER_QUERY_SECONDS": "2"})
+    with prefect_api.connect(kit_settings, kit_server.api_url) as client:
+        flow_id = client.create_flow_from_name("sleepy")
+        deployment = client.create_deployment(
+            flow_id, "sleepy", work_pool_name="production", work_queue_name=queue, entrypoint="sleepy.py:sleepy",
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(tmp_path)}}])
+        run = client.create_flow_run_from_deployment(deployment)
+        log = tmp_path / "worker.log"
+        with open(log, "wb") as output:
+            worker = subprocess.Popen([PREFECT, *rendered_command(kit_settings, queue, pod)[1:]], env=env, cwd=tmp_path,
+                                      stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while client.read_flow_run(run.id).state.type != StateType.RUNNING:
+                assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+            child = client.read_flow_run(run.id).infrastructure_pid.rpartition(":")[2]
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(RUN_TIMEOUT)
+        finally:
+            stop(worker)
+        # The worker killed its flow run's process on its way out, and nothing is left to report its end.
+        assert not os.path.exists(f"/proc/{child}"), "the flow run's process outlived its worker"
+        states = [state.type for state in client.read_flow_run_states(run.id)]
+    assert states[-1] == StateType.RUNNING and StateType.COMPLETED not in states, f"{states}\n{log.read_text()[-3000:]}"
