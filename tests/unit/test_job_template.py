@@ -180,3 +180,15 @@ def test_a_dry_run_refusal_is_one_line_naming_the_violation():
     assert admission.refusal("production", "Job", 422, 'Job.batch "x" is invalid: spec.x: unknown', "prefect") == (
         'pool production: the API server refuses its flow runs\' Job: Job.batch "x" is invalid: spec.x: unknown; '
         "change job.manifest of pool production in config/pools.yaml; nothing was written")
+
+
+def test_the_kit_builds_templates_with_the_prefect_kubernetes_its_image_runs():
+    import re
+    from importlib.metadata import version
+
+    from kit import ROOT
+
+    def pinned(path):
+        return re.search(r"^prefect-kubernetes==(\S+)$", (ROOT / path).read_text(), re.M)[1]
+
+    assert pinned("requirements.txt") == pinned("image/constraints.txt") == version("prefect-kubernetes")
