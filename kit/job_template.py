@@ -1,6 +1,6 @@
-"""The base job template of a kubernetes work pool: Prefect's own default for the kubernetes worker type,
-with the kit's Job in its job_configuration.job_manifest. Pure: no I/O (prefect-kubernetes is only
-imported, for its default template and for the Job it builds from a template).
+"""The base job template of a kubernetes work pool: Prefect's own default for the kubernetes worker type
+(kit.pools reads it), with the kit's Job in its job_configuration.job_manifest. Pure: no I/O
+(prefect-kubernetes is only imported, for the Job it builds from a template).
 
 Prefect's variables stay as they are, so deployments keep their job_variables. What must hold for every
 flow run is written into the manifest itself, where no variable reaches it: the image the rollout
@@ -27,13 +27,6 @@ AUTH_VARIABLE = "PREFECT_API_AUTH_STRING"
 FLOW_RUN_LABELS = {"app.kubernetes.io/part-of": "prefect", "app.kubernetes.io/component": "flow-run"}
 # Names of the dry-run objects the admission check sends.
 CHECK_NAME = "prefect-kit-admission-check"
-
-
-def prefect_default() -> dict:
-    """`prefect work-pool get-default-base-job-template --type kubernetes`, from the installed package."""
-    from prefect_kubernetes.worker import KubernetesWorker
-
-    return KubernetesWorker.get_default_base_job_template()
 
 
 def render(default: dict, pool: Pool, settings: Settings, image: str, worker_template: dict) -> dict:

@@ -9,6 +9,7 @@ the API.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from kit import access, prefect_api
+from kit import ROOT, access, prefect_api
 from kit.errors import UserError
 from kit.pool_config import POOLS_FILE, POOLS_PATH, Pool, Queue, load
 from kit.settings import WORKER_PREFIX, Settings
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from kit.cluster import Cluster
 
 Out = Callable[[str], None]
+DEFAULT_TEMPLATE_CACHE = ROOT / ".kit"
 # Called with a pool's name and the template about to be written; raises UserError to stop the write.
 Admit = Callable[[str, dict], None]
 TEMPLATE = "base_job_template"
@@ -329,10 +331,32 @@ def kubernetes_templates(settings: Settings, declared: tuple[Pool, ...], images:
     """The base job template of each kubernetes pool, for the image its flow runs get (by pool name)."""
     from kit import job_template, manifests, workers
 
-    default = job_template.prefect_default()
+    default = default_template()
     template = workers.template(manifests.load())
     return {pool.name: job_template.render(default, pool, settings, images[pool.name], template)
             for pool in declared if pool.type == "kubernetes"}
+
+
+def default_template(cache: Path = DEFAULT_TEMPLATE_CACHE) -> dict:
+    """`prefect work-pool get-default-base-job-template --type kubernetes`, from the installed packages.
+
+    Importing prefect-kubernetes costs more than the rest of a no-change `inv pools`, and its answer depends
+    only on what is installed: it is kept in .kit/, under the versions it was made with.
+    """
+    from importlib.metadata import version
+
+    installed = "-".join(version(package) for package in ("prefect-kubernetes", "prefect", "pydantic"))
+    path = cache / f"kubernetes-job-template-{installed}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        pass
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    template = KubernetesWorker.get_default_base_job_template()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(template))
+    return template
 
 
 def live_images(k: "Cluster", pools: list[Pool], tag: str | None, settings: Settings) -> dict[str, str]:

@@ -7,7 +7,7 @@ import json
 import kubernetes_validate
 import pytest
 
-from kit import admission, job_template, manifests, pool_config, workers
+from kit import admission, job_template, manifests, pool_config, pools, workers
 from tests.rendering import IMAGE, make_settings
 from tests.restricted_pods import violations
 from tests.unit.test_schemas import VERSIONS
@@ -19,7 +19,9 @@ SETTINGS = {"NAMESPACE": "data-team", "REGISTRY_USER": "robot", "REGISTRY_PASSWO
 
 @functools.lru_cache(maxsize=None)
 def default():
-    return job_template.prefect_default()
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    return KubernetesWorker.get_default_base_job_template()
 
 
 def template(manifest=None, **settings):
@@ -180,6 +182,14 @@ def test_a_dry_run_refusal_is_one_line_naming_the_violation():
     assert admission.refusal("production", "Job", 422, 'Job.batch "x" is invalid: spec.x: unknown', "prefect") == (
         'pool production: the API server refuses its flow runs\' Job: Job.batch "x" is invalid: spec.x: unknown; '
         "change job.manifest of pool production in config/pools.yaml; nothing was written")
+
+
+def test_the_default_template_is_kept_under_the_versions_that_made_it(tmp_path):
+    first = pools.default_template(tmp_path)
+    (kept,) = tmp_path.glob("kubernetes-job-template-*.json")
+    assert first == default() and json.loads(kept.read_text()) == default()
+    kept.write_text(json.dumps({"kept": True}))
+    assert pools.default_template(tmp_path) == {"kept": True}, "read back, not made again"
 
 
 def test_the_kit_builds_templates_with_the_prefect_kubernetes_its_image_runs():
