@@ -38,7 +38,11 @@ def prefect_url(settings: Settings, api_url: str | None = None, k: Cluster | Non
         return
     with ExitStack() as stack:
         if k is None:
-            k = stack.enter_context(cluster.connect(settings))
+            try:
+                k = stack.enter_context(cluster.connect(settings))
+            except UserError as error:
+                raise UserError(f"Prefect API: the public URL {reason}, and without a cluster there is no "
+                                f"port-forward to the server: {error.problems[0]}; or pass --api-url") from None
         forward = stack.enter_context(port_forward(k, reason))
         out(f"prefect: through a port-forward to pod/{forward.pod} ({public} {reason})")
         yield f"http://127.0.0.1:{forward.local_port}/api"

@@ -31,6 +31,7 @@ def check(k: Cluster, pool: str, template: dict, out: Callable[[str], None] = pr
         problem = problem.split(" [type=")[0].removeprefix("Value error, ")
         raise UserError(f"pool {pool}: prefect-kubernetes cannot make a Job of its template: {problem}; "
                         f"change job.manifest in {POOLS_FILE}; nothing was written") from None
+    _blank_settings(job)
     for obj in (job, job_template.pod_of(job)):
         try:
             warnings = k.dry_run_create(obj)
@@ -40,6 +41,16 @@ def check(k: Cluster, pool: str, template: dict, out: Callable[[str], None] = pr
             match = _WARNING.match(warning)
             out(f"warning: pool {pool}: the cluster warns about its flow runs' {obj['kind']}: "
                 f"{match['text'] if match else warning}")
+
+
+def _blank_settings(job: dict) -> None:
+    """prefect-kubernetes copies the current process's PREFECT_* settings into the Job: here that is this
+    machine's (a user's profile may hold a key), which have no business in a request to the API server, and
+    neither schema nor PodSecurity look at a variable's value."""
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        for item in container.get("env", []):
+            if item["name"].startswith("PREFECT_") and "value" in item:
+                item["value"] = ""
 
 
 def refusal(pool: str, kind: str, status: int, message: str, namespace: str) -> str:
