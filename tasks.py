@@ -146,6 +146,17 @@ def status(c, api_url=""):
     kit_status.show(settings.load(), api_url or None)
 
 
+@task
+def doctor(c):
+    """Check every precondition of a rollout at once: settings, cluster, rights, storage, registry, DNS."""
+    import invoke
+
+    from kit import doctor as checks, settings
+
+    if not checks.run(settings.load):
+        raise invoke.Exit(code=1)
+
+
 @task(help={
     "no_cache": "rebuild every image layer instead of reusing cached ones",
     "timeout": "seconds the rollout waits for the server, the workers and their connection (default 300)",
@@ -170,12 +181,32 @@ def logs(c, worker="", follow=False, tail=100):
     cluster.logs(settings.load(), worker=worker, tail=tail, follow=follow)
 
 
+@task(help={"out": "file to write (default: prefect-backup-<namespace>-<UTC time>.db in the current directory)"})
+def backup(c, out=""):
+    """Copy a consistent snapshot of the embedded SQLite database out of the running server pod."""
+    from kit import backup as database, settings
+
+    database.backup(settings.load(), Path(out) if out else None)
+
+
+@task(help={
+    "yes": "do not ask for confirmation",
+    "timeout": "seconds to wait for each step: the server stopping, the restore pod, the server ready (default 300)",
+})
+def restore(c, file, yes=False, timeout=300):
+    """Replace the embedded SQLite database with a backup: the server stops, the file goes in, it starts again."""
+    from kit import backup as database, cluster, settings
+
+    database.restore(settings.load(), Path(file), timeout=timeout, confirm=None if yes else cluster.ask)
+
+
 @task(help={
     "yes": "do not ask for confirmation",
     "delete_data": "also delete the server's PersistentVolumeClaims: the SQLite database is lost",
+    "timeout": "seconds to wait until what was deleted is gone (default 300)",
 })
-def destroy(c, yes=False, delete_data=False):
-    """Delete what the kit created in the namespace; keeps the data volume unless --delete-data."""
+def destroy(c, yes=False, delete_data=False, timeout=300):
+    """Delete what the kit created in the namespace and wait until it is gone; keeps the data unless --delete-data."""
     from kit import cluster, settings
 
-    cluster.destroy(settings.load(), delete_data=delete_data, confirm=None if yes else cluster.ask)
+    cluster.destroy(settings.load(), delete_data=delete_data, confirm=None if yes else cluster.ask, timeout=timeout)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kit import pool_config, settings  # noqa: E402
-from tests.contract.fakeapi import FakeApi  # noqa: E402
+from tests.standin import FakeApi  # noqa: E402
 from tests.integration.prefect_server import clean_environment, prefect_server  # noqa: E402
 
 INV = Path(sys.executable).parent / "inv"

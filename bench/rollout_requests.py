@@ -1,7 +1,7 @@
 """API requests of a no-change `inv rollout`, and how long rollout takes to return once the last workload is ready.
 
-Both against the contract layer's stand-in API server (tests/contract/fakeapi.py) through the real client, with
-the stand-in Prefect half of tests/contract/clusterkit.py (bench/rollout_connected.py times the real one).
+Both against the stand-in API server (tests/standin/) through the real client, with the stand-in Prefect half
+of tests/contract/clusterkit.py (bench/workers.py times the real one).
 Goal for the delay: at most 1 s between the last workload becoming ready and rollout returning.
 
 Usage: .venv/bin/python bench/rollout_requests.py [runs]
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from kit import pool_config, rollout  # noqa: E402
 from kit.settings import WORKER_PREFIX  # noqa: E402
 from tests.contract.clusterkit import StandInPrefect  # noqa: E402
-from tests.contract.fakeapi import FakeApi  # noqa: E402
+from tests.standin import FakeApi  # noqa: E402
 from tests.rendering import make_settings  # noqa: E402
 
 NS = "prefect"

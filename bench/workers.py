@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from kit import flows, manifests, pool_config, pools, prefect_api, rollout, settings  # noqa: E402
 from kit.settings import WORKER_PREFIX  # noqa: E402
-from tests.contract.fakeapi import FakeApi  # noqa: E402
+from tests.standin import FakeApi  # noqa: E402
 from tests.integration.conftest import secret_value  # noqa: E402
 from tests.integration.prefect_server import PREFECT, clean_environment, prefect_server, stop  # noqa: E402
 from tests.rendering import IMAGE, as_process_pools, container_args, container_env  # noqa: E402

@@ -11,12 +11,13 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, Kind
+from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, POD_KINDS, Kind
 from kit.settings import SERVER_NAME, WORKER_PREFIX, Settings
 
 FIELD_MANAGER = "prefect-kit"
@@ -24,6 +25,8 @@ FIELD_MANAGER = "prefect-kit"
 # the kit's apply owned it, the next apply without `--restart` would remove it and restart the pods again.
 RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+# Scaling for a restore is not part of the applied configuration: it gets a manager of its own, as `kubectl scale`.
+SCALE_MANAGER = "prefect-kit-scale"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
 # (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
 REQUEST_TIMEOUT = (10, 60)
@@ -150,6 +153,21 @@ class Cluster:
             return False
         return any(resource.get("kind") == kind.name for resource in listed.get("resources", []))
 
+    def version(self) -> str:
+        """The API server's Kubernetes version, e.g. v1.36.2."""
+        return self._request("get", "/version")["gitVersion"]
+
+    def may(self, verb: str, resource: str, *, group: str = "", subresource: str = "", name: str = "",
+            namespaced: bool = True) -> bool:
+        """Whether these credentials may do this, as the API server's own authorizer answers (an access review)."""
+        attributes = {"verb": verb, "resource": resource, "group": group, "subresource": subresource, "name": name}
+        if namespaced:
+            attributes["namespace"] = self.namespace
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attributes}}
+        answer = self._request("post", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review)
+        return bool(answer.get("status", {}).get("allowed"))
+
     def managed(self) -> tuple[list[dict], list[Kind]]:
         """Every object the kit labelled in the namespace, and the kinds this cluster does not serve."""
         found, unserved = [], []
@@ -169,7 +187,8 @@ class Cluster:
 
     def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
         """Server-side apply one object; returns (created, the object as stored or as it would be)."""
-        from kubernetes.dynamic.exceptions import ConflictError, ResourceNotFoundError, UnprocessibleEntityError
+        from kubernetes.dynamic.exceptions import (ConflictError, InternalServerError, ResourceNotFoundError,
+                                                   UnprocessibleEntityError)
 
         try:
             resource = self.resource(obj["apiVersion"], obj["kind"])
@@ -187,6 +206,12 @@ class Cluster:
                 "`inv rollout --force-conflicts` takes them back (README: Troubleshooting)") from None
         except UnprocessibleEntityError as error:
             raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
+        except InternalServerError as error:
+            # An object the field manager cannot type (a field the schema lacks, a list key twice) fails as a
+            # 500, but it is the object that is wrong: trying again cannot help.
+            if "failed to create typed patch object" not in status_message(error):
+                raise
+            raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
         return response.status == 201, json.loads(response.data)
 
     def dry_run_create(self, obj: dict) -> list[str]:
@@ -198,12 +223,14 @@ class Cluster:
             query_params=[("fieldValidation", "Strict")], serialize=False, _request_timeout=REQUEST_TIMEOUT)
         return [warning for header, warning in response.getheaders().items() if header.lower() == "warning"]
 
-    def get(self, api_version: str, kind: str, name: str) -> dict | None:
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        """One object, or None; namespaced kinds are looked up in the kit's namespace unless another is named."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         resource = self.resource(api_version, kind)
+        where = (namespace or self.namespace) if resource.namespaced else None
         try:
-            return self._request("get", resource.path(name=name, namespace=self._namespace_for(resource)))
+            return self._request("get", resource.path(name=name, namespace=where))
         except NotFoundError:
             return None
 
@@ -222,7 +249,7 @@ class Cluster:
         return self.objects("v1", "Pod", ",".join(f"{key}={value}" for key, value in sorted(labels.items())))[0]
 
     def watch(self, api_version: str, kind: str, *, resource_version: str, timeout: float,
-              label_selector: str = MANAGED) -> Iterator[dict]:
+              label_selector: str | None = MANAGED, field_selector: str | None = None) -> Iterator[dict]:
         """Watch events from resource_version on; ends when the server closes the stream."""
         from kubernetes.watch.watch import iter_resp_lines
 
@@ -230,7 +257,8 @@ class Cluster:
         seconds = max(1, math.ceil(timeout))
         response = self.dynamic.request(
             "get", resource.path(namespace=self._namespace_for(resource)), watch=True,
-            resource_version=resource_version, label_selector=label_selector, allow_watch_bookmarks=True,
+            resource_version=resource_version, label_selector=label_selector, field_selector=field_selector,
+            allow_watch_bookmarks=True,
             timeout_seconds=seconds, serialize=False, _request_timeout=(REQUEST_TIMEOUT[0], seconds + 5))
         try:
             for line in iter_resp_lines(response):
@@ -249,16 +277,94 @@ class Cluster:
         return self._request("patch", path, body=stamp, content_type="application/merge-patch+json",
                              field_manager=RESTART_MANAGER)
 
-    def delete(self, api_version: str, kind: str, name: str) -> bool:
-        """Delete one object; False when it was already gone."""
+    def delete(self, api_version: str, kind: str, name: str, propagation: str | None = None) -> bool:
+        """Delete one object; False when it was already gone. propagation: Foreground (its pods first),
+        Background or Orphan (its pods stay), as DeleteOptions.propagationPolicy; None is the kind's default."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         resource = self.resource(api_version, kind)
+        options = {"propagationPolicy": propagation} if propagation else None
         try:
-            self._request("delete", resource.path(name=name, namespace=self._namespace_for(resource)))
+            self._request("delete", resource.path(name=name, namespace=self._namespace_for(resource)), body=options)
         except NotFoundError:
             return False
         return True
+
+    def create(self, obj: dict) -> dict:
+        """Create one object the kit does not apply (a short-lived pod): it is the kit's only while it lives."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        return self._request("post", resource.path(namespace=self._namespace_for(resource)), body=obj,
+                             field_manager=FIELD_MANAGER)
+
+    def scale(self, obj: dict, replicas: int) -> dict:
+        """Set a workload's replicas, as `kubectl scale` does (an update of that one field, by its own manager)."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        path = resource.path(name=obj["metadata"]["name"], namespace=self._namespace_for(resource))
+        return self._request("patch", path, body={"spec": {"replicas": replicas}},
+                             content_type="application/merge-patch+json", field_manager=SCALE_MANAGER)
+
+    def wait_for(self, api_version: str, kind: str, name: str, done, timeout: float, waiting_for: str) -> dict | None:
+        """Watch one object until done(obj) holds (obj is None once it is gone); raise UserError after timeout
+        seconds, naming what was waited for. Returns the object as it was when done."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.get(api_version, kind, name)
+            if done(current):
+                return current
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UserError(f"{kind.lower()}/{name}: still not {waiting_for} after {timeout:g}s; "
+                                "`inv status` shows what it is doing")
+            version = current["metadata"]["resourceVersion"] if current else self.objects(
+                api_version, kind, label_selector=None)[1]
+            # Any event about it (or the watch's end) is a reason to look again.
+            for _ in self.watch(api_version, kind, resource_version=version, timeout=min(remaining, 30),
+                                label_selector=None, field_selector=f"metadata.name={name}"):
+                break
+
+    def wait_gone(self, api_version: str, kind: str, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            self.wait_for(api_version, kind, name, lambda obj: obj is None,
+                          max(0.0, deadline - time.monotonic()), "gone")
+
+    def run(self, pod: str, container: str, command: list[str], *, stdin=(), stdout=None) -> tuple[int, str]:
+        """Run a command in a container as `kubectl exec -i` does: the byte chunks of stdin go in, stdout's
+        bytes go to stdout(chunk) as they come; returns the exit code and what it wrote to stderr."""
+        import yaml
+        from kubernetes.client import CoreV1Api
+        from kubernetes.stream import stream
+        from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
+
+        # Binary frames: in text mode the client decodes each frame on its own, which breaks a file's bytes.
+        # (The client also keeps a copy of all output for read_all(): a backup costs its size twice in memory.)
+        session = stream(CoreV1Api(self.api_client).connect_get_namespaced_pod_exec, pod, self.namespace,
+                         container=container, command=command, stdin=True, stdout=True, stderr=True, tty=False,
+                         binary=True, _preload_content=False)
+        errors = bytearray()
+
+        def drain() -> None:
+            data = session.read_channel(STDOUT_CHANNEL)
+            if data and stdout is not None:
+                stdout(data)
+            errors.extend(session.read_channel(STDERR_CHANNEL))
+
+        try:
+            for chunk in stdin:
+                session.write_stdin(chunk)
+                drain()
+            while session.is_open():
+                session.update(timeout=1)
+                drain()
+            drain()
+            # The kubelet's last word, a Status: Success, or Failure with the exit code as its cause.
+            status = yaml.safe_load(session.read_channel(ERROR_CHANNEL) or "null")
+        finally:
+            session.close()
+        code = exit_code(status)
+        if code == -1:  # it never ran: the Status says why (no such container, the runtime refused it)
+            errors.extend(f"\n{(status or {}).get('message', 'the exec stream ended without a status')}".encode())
+        return code, errors.decode(errors="replace")
 
     def log_lines(self, pod: str, container: str, *, tail: int | None = None, previous: bool = False,
                   follow: bool = False) -> Iterator[str]:
@@ -313,6 +419,18 @@ def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
             f"workers run for: {', '.join(queues) or 'no queue yet (run `inv rollout`)'}")
 
 
+def exit_code(status: dict | None) -> int:
+    """The exit code in the Status that ends an exec stream; -1 when the command never ran or the stream broke."""
+    if not status:
+        return -1
+    if status.get("status") == "Success":
+        return 0
+    for cause in status.get("details", {}).get("causes", []):
+        if cause.get("reason") == "ExitCode":
+            return int(cause["message"])
+    return -1
+
+
 def pod_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in pod.get("status", {}).get("conditions", []))
@@ -328,8 +446,11 @@ def log_source(pod: dict) -> tuple[str, bool]:
     return pod["spec"]["containers"][0]["name"], False
 
 
-def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=print) -> None:
-    """Delete every object the kit labelled in the namespace (PersistentVolumeClaims only with delete_data).
+def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, timeout: float = 300,
+            out=print) -> None:
+    """Delete every object the kit labelled in the namespace (PersistentVolumeClaims only with delete_data), and
+    wait, as `kubectl delete` does, until they are gone: workloads go Foreground, so they are gone once their
+    pods are, and a claim lingers until no pod mounts it. An immediate rollout then meets nothing half-deleted.
 
     The namespace stays: it may hold things that are not the kit's. confirm(question) -> bool is asked
     once the list is shown; None means yes.
@@ -352,13 +473,33 @@ def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, out=
         if confirm is not None and not confirm(f"delete these {len(doomed)} objects?"):
             out("nothing deleted")
             return
+        deleted = []
         for item in doomed:
-            if k.delete(item["apiVersion"], item["kind"], item["metadata"]["name"]):
+            propagation = "Foreground" if item["kind"] in POD_KINDS else None
+            if k.delete(item["apiVersion"], item["kind"], item["metadata"]["name"], propagation):
+                deleted.append(item)
                 out(f"{describe(item)} deleted")
+        _wait_until_gone(k, deleted, timeout, out)
         if not delete_data:
             for claim in claims:
                 out(f"{describe(claim)} kept (the server's data; `inv destroy --delete-data` deletes it)")
         out(f"namespace/{k.namespace} kept (`kubectl delete namespace {k.namespace}` removes it with all it holds)")
+
+
+def _wait_until_gone(k: Cluster, deleted: list[dict], timeout: float, out) -> None:
+    deadline = time.monotonic() + timeout
+    remaining = []
+    for item in deleted:
+        name = item["metadata"]["name"]
+        try:
+            k.wait_for(item["apiVersion"], item["kind"], name, lambda obj: obj is None,
+                       max(0.0, deadline - time.monotonic()), "gone")
+        except UserError:
+            remaining.append(describe(item))
+    if remaining:
+        raise UserError(f"destroy: still there after {timeout:g}s: {', '.join(remaining)}; its finalizers or "
+                        "pods hold it (`kubectl describe` it), then run `inv destroy` again")
+    out(f"all {len(deleted)} gone")
 
 
 def unserved_line(kind: Kind) -> str:

@@ -17,10 +17,21 @@ class Kind:
     has_pods: bool = False
     # Served only where an add-on is installed (Gateway API): a cluster without it has none to prune.
     optional: bool = False
+    # Routes the public host to the Service (ROUTE picks one): a stale one is removed by every rollout, not only
+    # with --prune, as two routes for one host are never wanted.
+    route: bool = False
 
     @property
     def group(self) -> str:
         return self.api_version.rpartition("/")[0]
+
+    @property
+    def resource(self) -> str:
+        """The resource name RBAC and the API paths use: the kind pluralised as Kubernetes does it by default."""
+        lower = self.name.lower()
+        if lower.endswith("y"):
+            return lower[:-1] + "ies"
+        return lower + ("es" if lower.endswith("s") else "s")
 
 
 # Dependencies first: a pod finds its ServiceAccount, Secrets and ConfigMaps; the migration Job runs
@@ -39,11 +50,12 @@ KINDS = (
     Kind("Deployment", "apps/v1", has_pods=True),
     Kind("PodDisruptionBudget", "policy/v1"),
     Kind("HorizontalPodAutoscaler", "autoscaling/v2"),
-    Kind("Ingress", "networking.k8s.io/v1"),
-    Kind("HTTPRoute", "gateway.networking.k8s.io/v1", optional=True),
+    Kind("Ingress", "networking.k8s.io/v1", route=True),
+    Kind("HTTPRoute", "gateway.networking.k8s.io/v1", optional=True, route=True),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 APPLY_ORDER = tuple(kind.name for kind in KINDS)
 # What prune and destroy look at: everything but the namespace, which may hold what is not the kit's.
 NAMESPACED = tuple(kind for kind in KINDS if kind.name != "Namespace")
 POD_KINDS = tuple(kind.name for kind in KINDS if kind.has_pods)
+ROUTE_KINDS = tuple(kind.name for kind in KINDS if kind.route)

@@ -1,9 +1,9 @@
 """Render the checked-in manifests for one deployment: parse them, change a few fields, add the Secrets.
 
 The files under manifests/ stay valid for `kubectl apply -f`; rendering edits parsed objects (never
-text) and touches only what differs between deployments: namespace, image, host and TLS, database
-mode, proxies, the UI choice, a checksum of the configuration each pod consumes, and the workers of
-config/pools.yaml (kit.workers).
+text) and touches only what differs between deployments: namespace, image, the route (kit.routes),
+database mode, proxies, the UI choice, a checksum of the configuration each pod consumes, and the workers
+of config/pools.yaml (kit.workers).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from kit import pool_config, secrets, workers
+from kit import pool_config, routes, secrets, workers
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, POD_KINDS
+from kit.kinds import APPLY_ORDER, POD_KINDS, ROUTE_KINDS
 from kit.pool_config import Pool
 from kit.settings import Settings
 
@@ -39,14 +39,17 @@ def render(settings: Settings, image: str, pools: tuple[Pool, ...] | None = None
            directory: Path = MANIFEST_DIR) -> list[dict]:
     """Everything a rollout applies for these settings and pools (default: config/pools.yaml), in apply order."""
     declared = pool_config.load() if pools is None else pools
-    rendered_secrets = secrets.render_secrets(settings)
-    objects = workers.expand(copy.deepcopy(load(directory)), declared, settings.namespace) + rendered_secrets
+    checked_in = [obj for folder in routes.folders(directory, settings) for obj in load(folder)]
+    objects = [obj for obj in copy.deepcopy(checked_in) if routes.wanted(obj, settings)]
+    objects = workers.expand(objects, declared, settings.namespace) + secrets.render_secrets(settings)
     for obj in objects:
         _render_object(obj, settings, image)
+    configuration = [obj for obj in objects if obj["kind"] in ("Secret", "ConfigMap")]
+    for obj in objects:
         if obj["kind"] in POD_KINDS:
             template = obj["spec"]["template"]
             template["metadata"].setdefault("annotations", {})[CHECKSUM_ANNOTATION] = config_checksum(
-                template["spec"], rendered_secrets, salt=secrets.salt_seed(settings))
+                template["spec"], configuration, salt=secrets.salt_seed(settings))
     return sorted(objects, key=lambda obj: APPLY_ORDER.index(obj["kind"]))
 
 
@@ -66,13 +69,10 @@ def _render_object(obj: dict, settings: Settings, image: str) -> None:
         render_pod(obj["spec"]["template"]["spec"], settings, image)
         if kind == "StatefulSet" and settings.uses_external_database:
             _drop_data_volume(obj["spec"])
-    elif kind == "Ingress":
-        _render_ingress(obj["spec"], settings)
+    elif kind in ROUTE_KINDS:
+        routes.render_route(obj, settings)
     elif kind == "NetworkPolicy":
-        for rule in obj["spec"].get("ingress", []):
-            for peer in rule.get("from", []):
-                if "namespaceSelector" in peer:
-                    peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] = settings.ingress_namespace
+        routes.admit_route(obj["spec"], settings)
 
 
 def render_pod(pod: dict, settings: Settings, image: str) -> None:
@@ -83,22 +83,13 @@ def render_pod(pod: dict, settings: Settings, image: str) -> None:
     for container in pod["containers"]:
         container["image"] = image
         env = container.setdefault("env", [])
-        if _has_env(env, "PREFECT_SERVER_UI_API_URL"):
-            _set_env(env, "PREFECT_SERVER_UI_API_URL", value=settings.public_api_url)
+        if _has_env(env, "PREFECT_SERVER_UI_V2_ENABLED"):
             _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", value="true" if settings.ui_v2 else "false")
         # From the Secret, as a proxy URL may carry a password; curl and some Python tools read only the
         # lowercase names.
         for name, key in proxies.items():
             for variable in (name, name.lower()):
                 _set_env(env, variable, valueFrom={"secretKeyRef": {"name": secrets.CONFIG, "key": key}})
-
-
-def _render_ingress(spec: dict, settings: Settings) -> None:
-    spec["ingressClassName"] = settings.ingress_class
-    for rule in spec["rules"]:
-        rule["host"] = settings.public_host
-    if settings.tls_secret:
-        spec["tls"] = [{"hosts": [settings.public_host], "secretName": settings.tls_secret}]
 
 
 def _drop_data_volume(spec: dict) -> None:
@@ -122,22 +113,34 @@ def _set_env(env: list[dict], name: str, **source: object) -> None:
     env.append({"name": name, **source})
 
 
-def config_checksum(pod: dict, rendered_secrets: list[dict], salt: str) -> str:
-    """A hash of the Secret values this pod consumes, so it restarts exactly when they change.
+def config_checksum(pod: dict, configuration: list[dict], salt: str) -> str:
+    """A hash of the Secret and ConfigMap values this pod consumes, so it restarts exactly when they change.
 
-    Whoever may read Deployments or Pods reads this annotation, often without the right to read Secrets:
-    a fast hash would let them test password guesses offline, so it is scrypt, salted per deployment.
+    Consumed: variables from secretKeyRef, the pull Secret, and the Secrets and ConfigMaps its volumes mount
+    (the proxy's config and htpasswd). Whoever may read Deployments or Pods reads this annotation, often
+    without the right to read Secrets: a fast hash would let them test password guesses offline, so it is
+    scrypt, salted per deployment.
     """
-    data = {secret["metadata"]["name"]: secret.get("data", {}) for secret in rendered_secrets}
-    used: set[tuple[str, str]] = set()
+    data = {(obj["kind"], obj["metadata"]["name"]): obj.get("data", {}) for obj in configuration}
+    used: set[tuple[str, str, str]] = set()
     for container in pod["containers"]:
         for item in container.get("env", []):
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             if ref:
-                used.add((ref["name"], ref["key"]))
+                used.add(("Secret", ref["name"], ref["key"]))
+    for volume in pod.get("volumes", []):
+        for kind, source, name_field in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name")):
+            if source in volume:
+                name = volume[source][name_field]
+                keys = [item["key"] for item in volume[source].get("items", [])] or data.get((kind, name), {})
+                used |= {(kind, name, key) for key in keys}
     for pull in pod.get("imagePullSecrets", []):
-        used |= {(pull["name"], key) for key in data.get(pull["name"], {})}
-    consumed = "".join(f"{name}/{key}={data.get(name, {}).get(key, '')}\n" for name, key in sorted(used))
+        used |= {("Secret", pull["name"], key) for key in data.get(("Secret", pull["name"]), {})}
+    # Secrets keep the lines of earlier versions, ConfigMaps come after them: an upgrade of the kit rolls only
+    # the pods whose configuration changed.
+    prefix = {"Secret": "", "ConfigMap": "configmap:"}
+    consumed = "".join(f"{prefix[kind]}{name}/{key}={data.get((kind, name), {}).get(key, '')}\n"
+                       for kind, name, key in sorted(used, key=lambda item: (item[0] != "Secret", *item[1:])))
     return _slow_hash(consumed, salt)
 
 

@@ -30,7 +30,7 @@ PROBE_TIMEOUT = 5.0
 
 
 def api_url(settings: Settings, override: str | None = None) -> str:
-    """The API URL to use: --api-url when given, else the public one the ingress serves."""
+    """The API URL to use: --api-url when given, else the public one the route serves."""
     url = (override or settings.public_api_url).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -52,8 +52,9 @@ def api_key_warning(environ: Mapping[str, str]) -> str | None:
 
 
 def unreachable_hint(settings: Settings) -> str:
-    return (f"is the server running (`inv status`)? Without --api-url the kit tries {settings.public_api_url} "
-            "and, when that does not answer, a port-forward to the server pod")
+    public = f"{settings.public_api_url} when it answers, else " if settings.has_route else ""
+    return (f"is the server running (`inv status`)? Without --api-url the kit uses {public}a port-forward to "
+            "the server pod")
 
 
 @contextmanager

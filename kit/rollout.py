@@ -1,8 +1,8 @@
 """`inv secrets` and `inv rollout`: apply the rendered objects, then wait as `kubectl rollout status` does.
 
-A rollout goes: the namespace; a dry run of what each kubernetes pool's job template makes (kit.admission);
-everything but the workers; wait for the server; the pools, queues and templates through Prefect; the
-workers; wait for them; wait until Prefect shows every worker pod ONLINE.
+A rollout goes: the namespace and the accounts; a dry run of what each kubernetes pool's job template makes
+(kit.admission); everything but the workers; wait for the server; the pools, queues and templates through
+Prefect; the workers; wait for them; wait until Prefect shows every worker pod ONLINE.
 
 The waiting is split the way kubectl splits it: one pure status viewer per kind (an object in, a message
 and done out, Stalled when it will never get there), and one watch loop that knows nothing about kinds.
@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from kit import cluster, release, workers
+from kit import cluster, release, routes, workers
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME
+from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
 from kit.pool_config import Pool
 from kit.settings import SERVER_NAME, Settings
 
@@ -31,6 +31,8 @@ EVENT_LINES = 5
 LOG_LINES = 20
 # Seconds between two looks at Prefect's worker list while waiting for workers to connect.
 CONNECT_POLL = 1.0
+# What the job templates' admission check needs in the cluster: applied before it, and before anything else.
+ADMISSION_NEEDS = ("Namespace", "ServiceAccount")
 # Waiting reasons that mean "still starting", not "stuck".
 _STARTING = ("ContainerCreating", "PodInitializing")
 
@@ -133,6 +135,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     templates = kubernetes_templates(settings, declared, image)
     open_prefect = prefect or functools.partial(prefect_session, settings, api_url)
     with cluster.connect(settings) as k:
+        check_served(k, objects)
         live, unserved = live_objects(k)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
@@ -142,30 +145,39 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             if ("Namespace", k.namespace) in live:
                 for name, template in templates.items():
                     admission.check(k, name, template, out)
-            if prune:
-                _prune(k, objects, live, unserved, dry_run=True, out=out)
+            _prune(k, objects, live, unserved, prune=prune, dry_run=True, out=out)
             out("pools: not written in a dry run (`inv pools --dry-run` compares them)")
             return
-        first, workers_last = [obj for obj in objects if not workers.is_template(obj)], \
-            [obj for obj in objects if workers.is_template(obj)]
-        # The namespace first: the flow runs' Job and Pod are dry-run in it before anything else is applied.
-        applied = apply_objects(k, first[:1], live, force_conflicts=force_conflicts, out=out)
+        # The flow runs' Job and Pod are dry-run in the namespace, as the flow-run account (which a real API
+        # server's ServiceAccount admission wants to exist), before anything else is applied.
+        ahead = [obj for obj in objects if obj["kind"] in ADMISSION_NEEDS]
+        rest = [obj for obj in objects if obj["kind"] not in ADMISSION_NEEDS and not workers.is_template(obj)]
+        workers_last = [obj for obj in objects if workers.is_template(obj)]
+        applied = apply_objects(k, ahead, live, force_conflicts=force_conflicts, out=out)
         for name, template in templates.items():
             admission.check(k, name, template, out)
-        applied += apply_objects(k, first[1:], live, force_conflicts=force_conflicts, out=out)
-        if prune:
-            _prune(k, objects, live, unserved, dry_run=False, out=out)
+        applied += apply_objects(k, rest, live, force_conflicts=force_conflicts, out=out)
+        _prune(k, objects, live, unserved, prune=prune, dry_run=False, out=out)
         # --timeout covers the waiting: for the server, the pools, the workers and their connection.
         deadline = time.monotonic() + timeout
-        wait(k, _restarted(k, [obj for obj in applied if obj["kind"] in VIEWERS], restart, out), deadline, timeout, out)
+        servers = _restarted(k, [obj for obj in applied if obj["kind"] in VIEWERS], restart, out)
+        wait(k, servers, timeout, out, deadline)
         with open_prefect(k, out) as session:
             for line in session.sync(declared, templates):
                 out(line)
             deployed = apply_objects(k, workers_last, live, force_conflicts=force_conflicts, out=out)
             deployed = _restarted(k, deployed, restart, out)
-            wait(k, deployed, deadline, timeout, out)
+            wait(k, deployed, timeout, out, deadline)
             wait_connected(k, session, deployed, deadline, timeout, out)
-    out(f"ready: {settings.public_url}/")
+    out(f"ready: {routes.where(settings)}")
+
+
+def check_served(k: Cluster, objects: list[dict]) -> None:
+    """Refuse before applying anything when the cluster lacks an add-on kind the render needs (Gateway API's)."""
+    for kind in (BY_NAME[name] for name in dict.fromkeys(obj["kind"] for obj in objects)):
+        if kind.optional and not k.serves(kind):
+            raise UserError(f"ROUTE: this cluster does not serve {kind.name} ({kind.api_version}): Gateway API is "
+                            "not installed; ask for it, or set ROUTE=ingress")
 
 
 def kubernetes_templates(settings: Settings, declared: tuple[Pool, ...], image: str) -> dict[str, dict]:
@@ -187,10 +199,15 @@ def _restarted(k: Cluster, workloads: list[dict], restart: bool, out: Out) -> li
     return restarted
 
 
-def _prune(k: Cluster, objects: list[dict], live: dict, unserved: list, *, dry_run: bool, out: Out) -> None:
-    for kind in unserved:
-        out(cluster.unserved_line(kind))
-    prune_stale(k, objects, live, dry_run=dry_run, out=out)
+def _prune(k: Cluster, objects: list[dict], live: dict, unserved: list, *, prune: bool, dry_run: bool,
+           out: Out) -> None:
+    """With --prune, what the kit applied before and no longer renders; always, a route of an earlier render
+    (another ROUTE, the former two Ingresses), which would serve the same host. After the new route exists."""
+    if prune:
+        for kind in unserved:
+            out(cluster.unserved_line(kind))
+    prune_stale(k, objects, live if prune else {key: obj for key, obj in live.items() if key[0] in ROUTE_KINDS},
+                dry_run=dry_run, out=out)
 
 
 # --- Through Prefect: the pools, and whether the workers are connected --------------------------------
@@ -314,9 +331,10 @@ def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, o
             out(f"{kind.lower()}/{name} pruned")
 
 
-def wait(k: Cluster, workloads: list[dict], deadline: float, timeout: float, out: Out = print) -> None:
-    """Wait until every workload is rolled out (by `deadline`, the end of the rollout's `timeout`); on
-    failure explain each unready pod and raise UserError."""
+def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print, deadline: float | None = None) -> None:
+    """Wait until every workload is rolled out, for `timeout` seconds (or until `deadline`, the end of a longer
+    wait's `timeout`); on failure explain each unready pod and raise UserError."""
+    deadline = time.monotonic() + timeout if deadline is None else deadline
     states = {(obj["kind"], obj["metadata"]["name"]): obj for obj in workloads}
     shown: dict[tuple[str, str], str] = {}  # the last message printed per workload, to print only changes
     try:

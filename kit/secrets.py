@@ -1,7 +1,7 @@
 """The Secrets rendered from .env: they never exist as files in the repo.
 
 - prefect-config: what Prefect reads (auth string, database URL, in-cluster API URL);
-- prefect-login-auth: the htpasswd line ingress-nginx checks on the UI (key `auth`);
+- prefect-login-auth: the htpasswd line the server pod's login proxy checks on the UI (key `auth`);
 - regcred: the image pull Secret, when the registry needs a login.
 """
 

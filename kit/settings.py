@@ -58,9 +58,15 @@ class Settings:
     registry_user: str = ""
     registry_password: str = field(default="", repr=False)
     kube_context: str = ""
+    route: str = "ingress"
     tls_secret: str = ""
     ingress_class: str = "nginx"
     ingress_namespace: str = "ingress-nginx"
+    gateway_name: str = ""
+    gateway_namespace: str = ""
+    gateway_listener: str = ""
+    gateway_https: bool = True
+    gateway_dataplane_namespace: str = ""
     database_url: str = field(default="", repr=False)
     ui_v2: bool = True
     http_proxy: str = ""
@@ -78,12 +84,29 @@ class Settings:
 
     @property
     def public_url(self) -> str:
-        scheme = "https" if self.tls_secret else "http"
-        return f"{scheme}://{self.public_host}"
+        """What a browser opens: https where the route terminates TLS (the Ingress's TLS_SECRET, or the Gateway)."""
+        https = self.gateway_https if self.route == "gateway" else bool(self.tls_secret)
+        return f"{'https' if https else 'http'}://{self.public_host}"
 
     @property
     def public_api_url(self) -> str:
         return f"{self.public_url}/api"
+
+    @property
+    def has_route(self) -> bool:
+        return self.route != "none"
+
+    @property
+    def gateway_parent_namespace(self) -> str:
+        """The Gateway's namespace; Gateway API's own default is the route's namespace."""
+        return self.gateway_namespace or self.namespace
+
+    @property
+    def route_namespace(self) -> str | None:
+        """Where the route's data plane runs, the one namespace the server's NetworkPolicy admits; None without one."""
+        if self.route == "gateway":
+            return self.gateway_dataplane_namespace or self.gateway_parent_namespace
+        return self.ingress_namespace if self.route == "ingress" else None
 
     @property
     def in_cluster_api_url(self) -> str:
@@ -110,6 +133,9 @@ class Settings:
 # The drivers and data-stack groups the image can be built with (image/Dockerfile's build args).
 IMAGE_DRIVERS = ("kerberos", "freetds", "odbc", "mssql18", "mssql17", "mariadb", "oracle", "oracle-thick")
 IMAGE_EXTRAS = ("dataframes", "spark", "spark-local")
+# How the UI and API are reached from outside the cluster: an Ingress, a Gateway API HTTPRoute, or no route.
+ROUTES = ("ingress", "gateway", "none")
+_BOOLEANS = ("ui_v2", "gateway_https")
 
 _KEYS = {f.name.upper(): f for f in fields(Settings)}
 _REQUIRED = {name for name, f in _KEYS.items() if f.default is MISSING}
@@ -202,9 +228,12 @@ def _check(values: dict[str, str]) -> list[str]:
     rule("REGISTRY_PASSWORD", lambda v: values.get("REGISTRY_USER"), "is set without REGISTRY_USER; set both or neither")
     rule("REGISTRY_USER", lambda v: values.get("REGISTRY_PASSWORD"), "is set without REGISTRY_PASSWORD; set both or neither")
     rule("TLS_SECRET", _DNS_SUBDOMAIN.match, "must be the name of a kubernetes.io/tls Secret in the namespace, e.g. prefect-tls")
-    rule("INGRESS_CLASS", _DNS_SUBDOMAIN.match, "must be an IngressClass name, e.g. nginx")
+    rule("INGRESS_CLASS", _DNS_SUBDOMAIN.match,
+         "must be an IngressClass name (a DNS subdomain: lowercase letters, digits, '-' and '.'), e.g. nginx; "
+         "`kubectl get ingressclass` lists them")
     rule("INGRESS_NAMESPACE", _DNS_LABEL.match, "must be the namespace of the ingress controller, e.g. ingress-nginx")
     rule("UI_V2", lambda v: v.lower() in _TRUE + _FALSE, "must be true or false")
+    problems += _check_route(values)
     rule("HTTP_PROXY", _is_proxy_url, "must be a proxy URL such as http://proxy.company.local:3128")
     rule("HTTPS_PROXY", _is_proxy_url, "must be a proxy URL such as http://proxy.company.local:3128")
     rule("NO_PROXY", lambda v: "" not in _split(v) and " " not in v, "must be a comma-separated list without spaces")
@@ -222,6 +251,37 @@ def _check(values: dict[str, str]) -> list[str]:
     database_problem = check_database_url(values.get("DATABASE_URL", ""))
     if database_problem:
         problems.append(f"DATABASE_URL: {database_problem}")
+    return problems
+
+
+def _check_route(values: dict[str, str]) -> list[str]:
+    route = values.get("ROUTE", "").lower() or "ingress"
+    if route not in ROUTES:
+        return [f"ROUTE: unknown route {values['ROUTE']!r}; choose ingress (an Ingress of INGRESS_CLASS), gateway "
+                "(an HTTPRoute on an existing Gateway) or none (no route: reach the server through a port-forward)"]
+    if route != "gateway":
+        # A Gateway named in .env with another ROUTE is a half-made switch; the other GATEWAY_ keys may stay.
+        return [f"GATEWAY_NAME: set, but ROUTE is {route}; set ROUTE=gateway to route through that Gateway, "
+                "or empty GATEWAY_NAME"] if values.get("GATEWAY_NAME") else []
+    problems = []
+    if not values.get("GATEWAY_NAME"):
+        problems.append("GATEWAY_NAME: missing; ROUTE=gateway attaches the HTTPRoute to an existing Gateway: name it "
+                        "(`kubectl get gateways -A` lists them)")
+    if values.get("TLS_SECRET"):
+        problems.append("TLS_SECRET: not used with ROUTE=gateway, where TLS terminates at the Gateway (its listener "
+                        "holds the certificate); empty it, and set GATEWAY_HTTPS=false if the listener is plain http")
+    checks = {
+        "GATEWAY_NAME": (_DNS_SUBDOMAIN, "must be the name of a Gateway (a DNS subdomain), e.g. shared-gateway"),
+        "GATEWAY_NAMESPACE": (_DNS_LABEL, "must be the Gateway's namespace (a DNS label), e.g. gateway-system"),
+        "GATEWAY_LISTENER": (_DNS_SUBDOMAIN, "must be the name of one of the Gateway's listeners, e.g. https"),
+        "GATEWAY_DATAPLANE_NAMESPACE": (_DNS_LABEL, "must be a namespace (a DNS label), e.g. envoy-gateway-system"),
+    }
+    for key, (pattern, fix) in checks.items():
+        if values.get(key) and PLACEHOLDER not in values[key] and not pattern.match(values[key]):
+            problems.append(f"{key}: {fix}")
+    https = values.get("GATEWAY_HTTPS", "")
+    if https and https.lower() not in _TRUE + _FALSE:
+        problems.append("GATEWAY_HTTPS: must be true (the Gateway's listener serves https) or false")
     return problems
 
 
@@ -267,11 +327,15 @@ def _build(values: dict[str, str]) -> Settings:
     kwargs: dict[str, object] = {}
     for key, value in values.items():
         name = _KEYS[key].name
-        if name == "ui_v2":
-            kwargs[name] = value.lower() in _TRUE if value else True
+        if not value and name not in _REQUIRED:
+            continue  # an empty optional key keeps its default
+        if name in _BOOLEANS:
+            kwargs[name] = value.lower() in _TRUE
         elif name in ("image_drivers", "image_extras"):
             kwargs[name] = tuple(_split(value))
-        elif value or name in _REQUIRED:
+        elif name == "route":
+            kwargs[name] = value.lower()
+        else:
             kwargs[name] = value
     return Settings(**kwargs)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from kit import cluster
+from kit import cluster, routes
 from kit.cluster import describe
 from kit.errors import UserError
 from kit.kinds import BY_NAME
@@ -33,7 +33,7 @@ def show(settings: Settings, api_url: str | None = None, out: Callable[[str], No
         problem, lines, k = error, [], None
     for line in lines:
         out(line)
-    out(f"url: {settings.public_url}/")
+    out(f"url: {routes.where(settings)}")
     # With the pod names, a replaced worker's leftover entry in Prefect shows as stale, not online.
     for line in pools.status(settings, api_url, k, worker_pods):
         out(line)

@@ -71,7 +71,8 @@ class StandInPrefect:
 
 @pytest.fixture(autouse=True)
 def prefect(fakeapi, monkeypatch):
-    """Every rollout of a contract test meets the stand-in Prefect half instead of the real API."""
+    """Every rollout of a contract test meets the stand-in Prefect half instead of the real API (autouse
+    through tests/contract/conftest.py)."""
     stand_in = StandInPrefect(fakeapi)
     monkeypatch.setattr(rollout, "prefect_session", lambda settings, api_url, k, out: stand_in(k, out))
     return stand_in

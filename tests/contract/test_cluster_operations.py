@@ -10,7 +10,7 @@ import pytest
 
 from kit import ROOT, cluster, manifests, rollout, status
 from kit.errors import UserError
-from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, prefect, settings  # noqa: F401
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 from tests.rendering import env_text, make_settings
 
 
@@ -80,7 +80,7 @@ def test_status_shows_pods_and_workloads_like_kubectl(deployed, settings):
         lines = status.cluster_lines(k, cluster.now())
     assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     server = next(line for line in lines if line.startswith("prefect-server-0 "))
-    assert server.split()[1:4] == ["1/1", "Running", "0"]
+    assert server.split()[1:4] == ["2/2", "Running", "0"], "Prefect and its login proxy"
     assert len([line for line in lines if line.startswith("prefect-worker-")]) == 2
     workloads = lines[lines.index("") + 1:]
     assert workloads[0].split() == ["WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"]
@@ -186,6 +186,38 @@ def test_destroy_removes_the_kits_objects_and_keeps_the_data_and_the_namespace(d
     assert deployed.get("Namespace", None, NS)
 
 
+def debug_pod_on_the_claim(api):
+    """Someone's pod that still mounts the data claim: the claim's protection keeps it while the pod runs."""
+    return api.put({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug", "namespace": NS}, "spec": {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "shell", "image": "busybox:1.37", "volumeMounts": [{"name": "data", "mountPath": "/d"}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-prefect-server-0"}}]}})
+
+
+def test_destroy_waits_until_the_claim_is_really_gone(deployed, settings):
+    # The claim the StatefulSet controller made carries the protection finalizer its admission adds.
+    debug_pod_on_the_claim(deployed)
+    lines = Lines()
+    lines.on("persistentvolumeclaim/data-prefect-server-0 deleted",
+             lambda: threading.Timer(0.5, deployed.delete, ("Pod", NS, "debug")).start())
+    cluster.destroy(settings, delete_data=True, timeout=20, out=lines)
+    assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0") is None
+    assert lines.index("persistentvolumeclaim/data-prefect-server-0 deleted") < lines.index(
+        f"all {len([line for line in lines if line.endswith(' deleted')])} gone")
+
+
+def test_destroy_names_what_is_still_there_after_its_timeout(deployed, settings):
+    debug_pod_on_the_claim(deployed)
+    with pytest.raises(UserError) as raised:
+        cluster.destroy(settings, delete_data=True, timeout=1, out=Lines())
+    assert raised.value.problems == ("destroy: still there after 1s: persistentvolumeclaim/data-prefect-server-0; "
+                                     "its finalizers or pods hold it (`kubectl describe` it), then run `inv destroy` "
+                                     "again",)
+    assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0")["metadata"]["deletionTimestamp"]
+
+
 def test_destroy_skips_a_kind_the_cluster_does_not_serve_with_one_line(deployed, settings):
     lines = Lines()
     cluster.destroy(settings, out=lines)
@@ -220,17 +252,19 @@ def inv(*args, stdin=None):
 
 
 def test_inv_rollout_without_a_way_to_prefect_stops_before_the_workers_and_destroy_asks(fakeapi, env_file):
-    """Through the real `inv`: the public host has no DNS record and this stand-in serves no pods/portforward,
-    so the rollout stops, in one line, after the server and before any worker; `inv destroy` then asks."""
+    """Through the real `inv`: the public host has no DNS record and the user may not port-forward, so the
+    rollout stops, in one line, after the server and before any worker; `inv destroy` then asks."""
     env_file(env_text())
     fakeapi.controller(True)
+    fakeapi.forbid("create", "pods", subresource="portforward")
     done = inv("rollout", "--tag", "v1", "--timeout", "10")
     assert done.returncode == 1
     assert "statefulset/prefect-server created" in done.stdout
-    assert 'statefulset "prefect-server" rolling update complete' in done.stdout
+    assert 'statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated' in done.stdout
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: Prefect API: the public URL does not answer: ConnectError: ")
-    assert "the port-forward to pod/prefect-server-0 failed: Handshake status 404 Not Found; pass --api-url" in line
+    assert "and the port-forward to pod/prefect-server-0 failed: " in line
+    assert line.endswith("; pass --api-url, or ask for `create` on pods/portforward in namespace prefect")
     assert fakeapi.objects("Deployment", NS) == []
 
     declined = inv("destroy", stdin=subprocess.DEVNULL)
@@ -248,3 +282,19 @@ def test_inv_reports_an_unreachable_cluster_as_one_error_line(fakeapi, env_file,
     assert failed.stderr == (f"error: KUBE_CONTEXT: cannot reach the API server of context 'fakeapi' "
                              f"(http://127.0.0.1:{port}): Connection refused; check that the cluster is running "
                              "and that this is the right context\n")
+
+
+def test_an_object_the_schema_does_not_know_is_one_line_not_a_retry_hint(fakeapi, settings):
+    from kit import manifests
+    from tests.rendering import IMAGE
+
+    worker = next(obj for obj in manifests.render(settings, IMAGE) if obj["kind"] == "Deployment")
+    worker["spec"]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
+    rollout.secrets(settings, out=Lines())
+    with pytest.raises(UserError) as raised, cluster.connect(settings) as k:
+        k.apply(worker)
+    (problem,) = raised.value.problems
+    # The real server: 500 `failed to create typed patch object (...): ...imagePulPolicy: field not declared in schema`
+    assert problem.startswith(f"deployment/{worker['metadata']['name']}: the API server rejected it: failed to "
+                              "create typed patch object")
+    assert "imagePulPolicy: field not declared in schema" in problem and "try again" not in problem

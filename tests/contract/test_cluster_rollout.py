@@ -10,7 +10,7 @@ import pytest
 from kit import manifests, rollout, workers
 from kit.cluster import describe
 from kit.errors import UserError
-from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, prefect, settings  # noqa: F401
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 from tests.rendering import make_settings
 
 APPLY = "application/apply-patch+yaml"
@@ -41,8 +41,10 @@ def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi
     workers_first = [f"{describe(o)} created" for o in objects if not workers.is_template(o)]
     workers_last = [f"{describe(o)} created" for o in objects if workers.is_template(o)]
     assert [line for line in lines if line.endswith(" created")] == workers_first + workers_last
-    # The server is ready before the pools are made, and the pools before any worker exists.
-    ready = lines.index('statefulset "prefect-server" rolling update complete')
+    # The server is ready before the pools are made, and the pools before any worker exists. A real server
+    # defaults updateStrategy.rollingUpdate.partition to 0, so kubectl's viewer (and the kit's) reports a
+    # partitioned roll out, as it did on a real 1.36 cluster.
+    ready = lines.index('statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated')
     synced = lines.index("pools: production made true (stand-in)")
     assert lines.index(workers_first[-1]) < ready < synced < lines.index(workers_last[0])
     assert prefect.synced[0]["deployments"] == []

@@ -7,9 +7,9 @@ The Prefect half is the stand-in of tests/contract/clusterkit.py; tests/integrat
 
 import pytest
 
-from kit import pool_config, rollout, workers
+from kit import job_template, pool_config, pools, rollout, workers
 from kit.errors import UserError
-from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, prefect, settings  # noqa: F401
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 
 PROCESS = "pools:\n  - {name: production, type: process, queues: [{name: prod-main}, {name: prod-secondary}]}\n"
 
@@ -58,36 +58,38 @@ def test_a_connected_worker_ends_the_rollout(deployed, settings):
     assert lines.index(connected[-1]) == len(lines) - 2 and lines[-1] == "ready: http://prefect.company.local/"
 
 
+def kits(api, kind):
+    return [obj for obj in api.objects(kind, NS)
+            if obj["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "prefect-kit"]
+
+
 def test_the_kubernetes_workers_rbac_goes_with_the_last_kubernetes_pool(deployed, settings):
     assert {obj["metadata"]["name"] for kind in ("ServiceAccount", "Role", "RoleBinding")
-            for obj in deployed.objects(kind, NS)} == {workers.WORKER_ACCOUNT, workers.FLOW_RUN_ACCOUNT}
+            for obj in kits(deployed, kind)} == {workers.WORKER_ACCOUNT, workers.FLOW_RUN_ACCOUNT}
     deployed.controller(True)
     lines = Lines()
     rollout.rollout(settings, tag="v1", prune=True, timeout=10, pools=pool_config.parse(PROCESS), out=lines)
     assert {"serviceaccount/prefect-worker pruned", "serviceaccount/prefect-flow-run pruned", "role/prefect-worker pruned",
             "rolebinding/prefect-worker pruned"} <= set(lines)
     for kind in ("ServiceAccount", "Role", "RoleBinding"):
-        assert deployed.objects(kind, NS) == []
+        assert kits(deployed, kind) == []
     pod = deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
 
 
-def flow_run_job(api, name):
-    """A Job the kubernetes worker made for a flow run, with its running pod: Prefect's labels, not the kit's."""
-    labels = {"prefect.io/flow-run-id": "0193a5f0-0000-7000-8000-000000000001", "app.kubernetes.io/managed-by": "prefect",
-              "app.kubernetes.io/part-of": "prefect", "app.kubernetes.io/component": "flow-run"}
-    pod_spec = {"restartPolicy": "Never", "containers": [{"name": "prefect-job", "image": "internal-cr:9999/prefect-core:v1"}]}
-    job = api.put({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS, "labels": labels},
-                   "spec": {"template": {"metadata": {"labels": labels}, "spec": pod_spec}}})
-    pod = api.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": f"{name}-x7k2p", "namespace": NS, "labels": {**labels, "job-name": name},
-        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"],
-                             "controller": True}]}, "spec": pod_spec})
-    return job, pod
+def flow_run_job(api, settings, name):
+    """A running Job the kubernetes worker made for a flow run from the kit's template, with its pod."""
+    template = pools.kubernetes_templates(settings, pool_config.load(), {"production": "internal-cr:9999/prefect-core:v1"})
+    job = job_template.flow_run_job(template["production"])
+    job["metadata"]["name"] = name
+    api.put(job)
+    api.job_running(NS, name)
+    (pod,) = [p for p in api.objects("Pod", NS) if p["metadata"]["labels"].get("job-name") == name]
+    return api.get("Job", NS, name), pod
 
 
 def test_a_worker_restart_leaves_running_flow_run_jobs_alone(deployed, settings):
-    job, pod = flow_run_job(deployed, "hello-abcde")
+    job, pod = flow_run_job(deployed, settings, "hello-abcde")
     deployed.controller(True)
     lines = Lines()
     rollout.rollout(settings, tag="v2", restart=True, prune=True, timeout=10, out=lines)
@@ -98,7 +100,8 @@ def test_a_worker_restart_leaves_running_flow_run_jobs_alone(deployed, settings)
     assert [(r.method, r.query.get("dryRun")) for r in touched] == [("POST", "All")], "only the admission dry run"
 
 
-def test_a_job_template_the_api_server_refuses_stops_the_rollout_before_anything_but_the_namespace(fakeapi, settings):
+def test_a_job_template_the_api_server_refuses_stops_the_rollout_before_anything_but_namespace_and_accounts(
+        fakeapi, settings):
     bad = kubernetes_pool({"spec": {"template": {"spec": {"containers": [{"name": "prefect-job", "cpus": 2}]}}}})
     with pytest.raises(UserError) as raised:
         rollout.rollout(settings, tag="v1", timeout=10, pools=bad, out=Lines())
@@ -107,7 +110,8 @@ def test_a_job_template_the_api_server_refuses_stops_the_rollout_before_anything
     assert "cpus" in problem and problem.endswith(
         "; change job.manifest of pool production in config/pools.yaml; nothing was written")
     applies = [w for w in fakeapi.writes() if w.method == "PATCH"]
-    assert [w.path for w in applies] == [f"/api/v1/namespaces/{NS}"]
+    assert [w.path for w in applies] == [f"/api/v1/namespaces/{NS}"] + [
+        f"/api/v1/namespaces/{NS}/serviceaccounts/{name}" for name in (workers.WORKER_ACCOUNT, workers.FLOW_RUN_ACCOUNT)]
     assert fakeapi.objects("Secret", NS) == [] and fakeapi.objects("StatefulSet", NS) == []
 
 
@@ -121,10 +125,8 @@ def test_a_template_prefect_kubernetes_cannot_use_is_one_line(fakeapi, settings)
         "config/pools.yaml; nothing was written",)
 
 
-@pytest.mark.skip(reason="needs the rebuilt stand-in: PodSecurity admission (enforce=restricted refuses Pods, dryRun too)")
 def test_a_job_template_podsecurity_refuses_is_one_line_before_any_flow_run(fakeapi, settings):
-    fakeapi.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": NS, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+    """The kit's namespace enforces the restricted profile; the stand-in's PodSecurity refuses the dry-run Pod."""
     weak = kubernetes_pool({"spec": {"template": {"spec": {"securityContext": {"runAsNonRoot": False}}}}})
     with pytest.raises(UserError) as raised:
         rollout.rollout(settings, tag="v1", timeout=10, pools=weak, out=Lines())

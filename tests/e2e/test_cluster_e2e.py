@@ -9,6 +9,7 @@ reaches Prefect through a port-forward. The tests run in order and share that on
 """
 
 import base64
+import json
 import os
 import time
 import uuid
@@ -116,8 +117,63 @@ def test_status_shows_the_running_pods(target):
     with k:
         lines = status.cluster_lines(k, cluster.now())
     server = next(line for line in lines if line.startswith("prefect-server-0 "))
-    assert server.split()[1:3] == ["1/1", "Running"]
+    assert server.split()[1:3] == ["2/2", "Running"], "Prefect and its login proxy"
     assert len([line for line in lines if line.startswith("prefect-worker-prod-") and "Running" in line]) == 2
+
+
+def through_the_service(k, settings, path, *, method="GET", credentials=None, body=None):
+    """One HTTP request through a port-forward to the pod and port the Service prefect-server sends traffic to,
+    as `kubectl port-forward svc/prefect-server` (and the route in front) reach it: (status, headers, body)."""
+    import http.client
+
+    from kubernetes import client
+    from kubernetes.stream import portforward
+
+    with k:
+        service = k.get("v1", "Service", "prefect-server")
+        selector = ",".join(f"{key}={value}" for key, value in sorted(service["spec"]["selector"].items()))
+        (pod,) = k.objects("v1", "Pod", label_selector=selector)[0]
+    (target_port,) = [port["targetPort"] for port in service["spec"]["ports"]]
+    number = next(port["containerPort"] for c in pod["spec"]["containers"] for port in c.get("ports", [])
+                  if port["name"] == target_port)
+    forward = portforward(client.CoreV1Api(k.api_client).connect_get_namespaced_pod_portforward,
+                          pod["metadata"]["name"], settings.namespace, ports=str(number))
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", number, timeout=60)
+        connection.sock = forward.socket(number)
+        headers = {"Host": settings.public_host, "Connection": "close"}
+        if credentials:
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        forward.close()
+
+
+def test_through_the_service_the_ui_asks_for_the_login_and_the_api_answers_the_auth_string(target):
+    settings, _, k = target
+    status, headers, _ = through_the_service(k, settings, "/")
+    assert (status, headers["WWW-Authenticate"]) == (401, 'Basic realm="Prefect"')
+    assert through_the_service(k, settings, "/", credentials=settings.auth_string)[0] == 200
+    assert through_the_service(k, settings, "/api/flows/filter", method="POST", body={})[0] == 401
+    assert through_the_service(k, settings, "/api/flows/filter", method="POST", body={},
+                               credentials=settings.auth_string)[0] == 200
+
+
+def test_through_the_service_the_uis_own_api_calls_succeed(target):
+    """What the UI does after the browser's prompt: read its settings, then call the API they name, with the same
+    Authorization header the browser keeps sending."""
+    settings, _, k = target
+    status, _, body = through_the_service(k, settings, "/ui-settings", credentials=settings.auth_string)
+    api_url = json.loads(body)["api_url"]
+    assert (status, api_url) == (200, "/api")
+    for method, path in (("GET", "/admin/version"), ("POST", "/flow_runs/count"), ("POST", "/work_pools/filter")):
+        status, _, _ = through_the_service(k, settings, f"{api_url}{path}", method=method,
+                                           body={} if method == "POST" else None, credentials=settings.auth_string)
+        assert status == 200, path
 
 
 def test_the_same_rollout_again_changes_nothing(target):

@@ -17,6 +17,8 @@ VARIANTS = {
         "TLS_SECRET": "prefect-tls", "REGISTRY_USER": "robot", "REGISTRY_PASSWORD": "registry-pass",
         "HTTPS_PROXY": "http://proxy.company.local:3128",
     },
+    "gateway": {"ROUTE": "gateway", "GATEWAY_NAME": "shared-gateway", "GATEWAY_NAMESPACE": "gateway-system"},
+    "no-route": {"ROUTE": "none"},
 }
 
 

@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -23,6 +24,8 @@ import pytest
 
 from kit import ROOT, image, settings
 from kit.errors import UserError
+from tests.integration import server_pod
+from tests.rendering import render
 from tests.services import free_port, need, need_program, port_open
 
 DRIVERS = "kerberos,freetds,odbc,mariadb,oracle"
@@ -224,6 +227,50 @@ def test_runs_as_the_non_root_user_of_the_manifests(run):
 def test_pods_args_run_under_the_base_images_tini(run):
     """The manifests set only args, so the entrypoint reaps the processes flow runs leave behind."""
     assert run("sh", "-c", "cat /proc/1/comm") == "tini"
+
+
+def test_the_login_proxy_runs_in_the_image_as_the_server_pod_runs_it(pulled, tmp_path):
+    """nginx from the image with the rendered args and mounts, as uid 10001 on a read-only root: it starts under
+    tini, answers its probe, asks for the login, and logs to stdout."""
+    import docker
+
+    objects = render()
+    pod, proxy = server_pod.pod_of(objects), server_pod.container(objects, "proxy")
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    # Host networking: the pod's port becomes a free one, the only change to the rendered config.
+    port = free_port()
+    listen = f"listen {server_pod.container_port(objects, 'http')};"
+    binds, tmpfs = {}, {}
+    for mount in proxy["volumeMounts"]:
+        if "emptyDir" in volumes[mount["name"]]:
+            tmpfs[mount["mountPath"]] = "uid=10001,gid=10001"
+            continue
+        folder = tmp_path / mount["name"]
+        folder.mkdir(mode=0o755)
+        server_pod.fill_volume(volumes[mount["name"]], objects, folder,
+                               lambda text: text.replace(listen, f"listen 127.0.0.1:{port};"))
+        for path in folder.iterdir():
+            path.chmod(0o644)
+        binds[str(folder)] = {"bind": mount["mountPath"], "mode": "ro"}
+    client = docker.from_env()
+    started = client.containers.run(pulled, proxy["args"], detach=True, network_mode="host", read_only=True,
+                                    user="10001:10001", volumes=binds, tmpfs=tmpfs)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open(port):
+            started.reload()
+            assert started.status == "running" and time.monotonic() < deadline, started.logs().decode()[-3000:]
+            time.sleep(0.1)
+        probe = proxy["readinessProbe"]["httpGet"]["path"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=10) as answer:
+            assert answer.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert refused.value.code == 401
+        assert started.exec_run(["cat", "/proc/1/comm"]).output.decode().strip() == "tini"
+        assert '"GET / HTTP/1.1" 401' in started.logs().decode()
+    finally:
+        started.remove(force=True)
 
 
 def test_flows_are_copied_readable(run, kit_copy):

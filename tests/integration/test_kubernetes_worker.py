@@ -19,11 +19,11 @@ from kit import manifests, pool_config, pools, prefect_api, rollout
 from kit.errors import UserError
 from kit.settings import WORKER_PREFIX
 from tests.contract.clusterkit import NS, Lines, discovery_cache  # noqa: F401
-from tests.contract.conftest import fakeapi  # noqa: F401
+from tests.standin.fixtures import fakeapi  # noqa: F401
 from tests.integration.conftest import secret_value
 from tests.integration.prefect_server import PREFECT, clean_environment, stop
 from tests.rendering import container_args, container_env
-from tests.restricted_pods import violations
+from tests.pod_security import violations
 from tests.services import free_port
 from tests.unit.test_schemas import VERSIONS
 
@@ -38,9 +38,9 @@ def pools_file(tmp_path, text):
 
 
 def with_workers_running(api, settings, declared, image=IMAGE):
-    """The namespace and the worker Deployments of `declared` in the stand-in, as a rollout left them."""
+    """The namespace, the accounts and the worker Deployments of `declared` in the stand-in, as a rollout left them."""
     for obj in manifests.render(settings, image, declared):
-        if obj["kind"] in ("Namespace", "Deployment"):
+        if obj["kind"] in ("Namespace", "ServiceAccount", "Deployment"):
             api.put(obj)
 
 
@@ -273,27 +273,30 @@ def test_a_rollout_whose_workers_never_connect_times_out_naming_them_with_their_
         assert lines[lines.index(header) + 2] == "      httpx.ConnectError: All connection attempts failed"
 
 
-@pytest.mark.skip(reason="needs the rebuilt stand-in: pods/portforward wired to a local port "
-                         "(handle assumed here: api.forward(namespace, pod, port, local_port))")
 def test_inv_pools_and_inv_flows_reach_prefect_through_a_port_forward_when_the_public_url_does_not_answer(
         fakeapi, kit_settings, kit_server, tmp_path, monkeypatch):
+    """The stand-in's real pods/portforward (the client's websocket protocol) carries the kit's port-forward from
+    the server pod's port, the one its Service targets, to a real Prefect server."""
     from urllib.parse import urlsplit
 
-    from kit import flows
+    from kit import access, flows
 
-    declared = pool_config.parse("pools:\n  - {name: production, type: kubernetes, queues: [{name: prod-main}]}\n")
-    with_workers_running(fakeapi, kit_settings, declared)
-    server = manifests.find(manifests.render(kit_settings, IMAGE, declared), "StatefulSet", "prefect-server")
-    fakeapi.put(server)
+    declared = pool_config.load()  # the shipped pools: flows/prefect.yaml's deployment goes to production
+    objects = manifests.render(kit_settings, IMAGE, declared)
+    for obj in objects:
+        if obj["kind"] in ("Namespace", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "StatefulSet"):
+            fakeapi.put(obj)
     fakeapi.make_ready("StatefulSet", NS, "prefect-server")
-    fakeapi.forward(NS, "prefect-server-0", 4200, urlsplit(kit_server.api_url).port)
+    fakeapi.forward(NS, "prefect-server-0", access.server_endpoint(manifests.load())[1], urlsplit(kit_server.api_url).port)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     lines = Lines()
-    pools.sync(kit_settings, path=pools_file(tmp_path, "pools:\n  - {name: production, type: kubernetes, "
-                                                       "queues: [{name: prod-main}]}\n"), out=lines)
-    assert lines[0].startswith("prefect: through a port-forward to pod/prefect-server-0 "
-                               "(http://prefect.company.local/api does not answer: ConnectError: ")
-    assert "created pool production" in lines
-    flows.deploy(kit_settings, out=lines)
+    pools.sync(kit_settings, out=lines)
+    assert lines[0].startswith(f"prefect: through a port-forward to pod/prefect-server-0 ({kit_settings.public_api_url} "
+                               "does not answer: ConnectError: ")
+    assert lines[1:] == ["created pool production", "created queue production/prod-main",
+                         "created queue production/prod-secondary"]
+    deployed = Lines()
+    flows.deploy(kit_settings, out=deployed)
+    assert deployed[0].startswith("prefect: through a port-forward to pod/prefect-server-0 ")
     with prefect_api.connect(kit_settings, kit_server.api_url) as client:
         assert client.read_deployment_by_name("hello/hello").work_pool_name == "production"

@@ -196,9 +196,8 @@ def test_an_unreachable_api_says_how_to_port_forward(kit_settings):
             pass
     (problem,) = raised.value.problems
     assert problem.startswith(f"Prefect API {url}: unreachable after 2 attempts (ConnectError: ")
-    assert problem.endswith("is the server running (`inv status`)? Without --api-url the kit tries "
-                            "http://prefect.company.local/api and, when that does not answer, a port-forward to the "
-                            "server pod")
+    assert problem.endswith("is the server running (`inv status`)? Without --api-url the kit uses "
+                            "http://prefect.company.local/api when it answers, else a port-forward to the server pod")
 
 
 def test_a_url_without_the_api_suffix_is_named_at_once(kit_settings, kit_server):

@@ -1,8 +1,7 @@
-"""The rendered credentials against the real programs that check them: Prefect's server and nginx."""
+"""The rendered credentials against the real Prefect server that checks them (the login proxy's check of the
+htpasswd line is proven with the whole server pod: test_server_pod.py)."""
 
 import base64
-import os
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -10,14 +9,9 @@ import urllib.request
 import pytest
 
 from kit import manifests
-from tests.integration.prefect_server import PREFECT, clean_environment, prefect_server, stop
-from tests.rendering import VALID, container_env, decoded, render
-from tests.services import free_port, need_program
-
-
-def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
-    """The environment Kubernetes would give this container, Secret references resolved."""
-    return container_env(container, objects)
+from tests.integration.prefect_server import PREFECT, clean_environment, prefect_server
+from tests.integration.server_pod import resolve_env
+from tests.rendering import render
 
 
 def container_of(objects, kind, name):
@@ -80,58 +74,3 @@ def test_prefect_cli_with_the_worker_environment_talks_to_the_server(server, obj
     del env["PREFECT_API_AUTH_STRING"]
     refused = subprocess.run([PREFECT, "work-pool", "ls"], env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "401" in refused.stdout + refused.stderr
-
-
-@pytest.fixture(scope="module")
-def nginx(objects, tmp_path_factory):
-    """nginx checking the rendered htpasswd line, as ingress-nginx does with the `auth` key."""
-    binary = need_program(shutil.which("nginx") or "/usr/sbin/nginx", "nginx")
-    tmp = tmp_path_factory.mktemp("nginx")
-    (tmp / "htpasswd").write_text(decoded(manifests.find(objects, "Secret", "prefect-login-auth"), "auth"))
-    (tmp / "www").mkdir()
-    (tmp / "www" / "index.html").write_text("ok")
-    port = free_port()
-    # As root, nginx's workers switch to an unprivileged user that could not read the temporary folder.
-    user = "user root;" if os.geteuid() == 0 else ""
-    (tmp / "nginx.conf").write_text(f"""
-        {user}
-        daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
-        events {{}}
-        http {{
-            access_log off;
-            client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
-            uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-            server {{
-                listen 127.0.0.1:{port};
-                # A file, not `return`: return answers before nginx's access phase would check the password.
-                location / {{ auth_basic Prefect; auth_basic_user_file {tmp}/htpasswd; root {tmp}/www; }}
-            }}
-        }}
-    """)
-    process = subprocess.Popen([binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"nginx exited: {(tmp / 'error.log').read_text()}")
-                subprocess.run(["sleep", "0.1"])
-        yield url
-    finally:
-        stop(process)
-
-
-def test_nginx_asks_for_credentials(nginx):
-    assert status_of(nginx) == 401
-
-
-def test_nginx_accepts_the_env_user_and_password(nginx):
-    assert status_of(nginx, f"{VALID['LOGIN_USER']}:{VALID['LOGIN_PASSWORD']}") == 200
-
-
-def test_nginx_refuses_a_wrong_password(nginx):
-    assert status_of(nginx, f"{VALID['LOGIN_USER']}:wrong-password-123") == 401

@@ -9,7 +9,7 @@ import pytest
 
 from kit import admission, job_template, manifests, pool_config, pools, workers
 from tests.rendering import IMAGE, make_settings
-from tests.restricted_pods import violations
+from tests.pod_security import violations
 from tests.unit.test_schemas import VERSIONS
 
 PROXY_PASSWORD = "proxy-pw-for-the-job-test"

@@ -34,6 +34,15 @@ def test_tls_makes_the_public_url_https():
     assert make_settings(TLS_SECRET="prefect-tls").public_api_url == "https://prefect.company.local/api"
 
 
+def test_route_defaults_to_ingress_and_a_gateway_listener_to_https():
+    assert make_settings().route == "ingress"
+    gateway = make_settings(ROUTE="Gateway", GATEWAY_NAME="shared")
+    assert (gateway.route, gateway.public_url) == ("gateway", "https://prefect.company.local")
+    assert make_settings(ROUTE="gateway", GATEWAY_NAME="shared", GATEWAY_HTTPS="false").public_url == \
+        "http://prefect.company.local"
+    assert not make_settings(ROUTE="none").has_route
+
+
 def test_values_are_literal_without_variable_expansion():
     assert make_settings(LOGIN_PASSWORD="'pa$HOME-word-123'").login_password == "pa$HOME-word-123"
 
@@ -95,6 +104,19 @@ BAD_INPUTS = {
     "both spark extras": (env_text(IMAGE_EXTRAS="spark,dataframes,spark-local"),
                           "IMAGE_EXTRAS: spark and spark-local both install pyspark; keep one"),
     "ui flag": (env_text(UI_V2="maybe"), "UI_V2: must be true or false"),
+    "unknown route": (env_text(ROUTE="nodeport"), "ROUTE: unknown route 'nodeport'; choose ingress"),
+    "gateway without a name": (env_text(ROUTE="gateway"), "GATEWAY_NAME: missing; ROUTE=gateway attaches"),
+    "ingress class not a DNS subdomain": (env_text(INGRESS_CLASS="Nginx_Internal"), "INGRESS_CLASS: must be an"),
+    "gateway namespace not a DNS label": (env_text(ROUTE="gateway", GATEWAY_NAME="shared",
+                                                   GATEWAY_NAMESPACE="gateway.system"),
+                                          "GATEWAY_NAMESPACE: must be the Gateway's namespace (a DNS label)"),
+    "tls secret with gateway": (env_text(ROUTE="gateway", GATEWAY_NAME="shared", TLS_SECRET="prefect-tls"),
+                                "TLS_SECRET: not used with ROUTE=gateway, where TLS terminates at the Gateway"),
+    "gateway name without gateway": (env_text(GATEWAY_NAME="shared"), "GATEWAY_NAME: set, but ROUTE is ingress"),
+    "gateway https flag": (env_text(ROUTE="gateway", GATEWAY_NAME="shared", GATEWAY_HTTPS="tls"),
+                           "GATEWAY_HTTPS: must be true"),
+    "gateway listener": (env_text(ROUTE="gateway", GATEWAY_NAME="shared", GATEWAY_LISTENER="HTTPS 443"),
+                         "GATEWAY_LISTENER: must be the name of one of the Gateway's listeners"),
     # A .env of an earlier version of the kit: the old key is named with its new name, nothing else is said.
     **{f"old key {old}": (env_text(**{new: None, old: VALID[new]}), f"{old}: renamed to {new} ")
        for old, new in settings.RENAMED.items()},

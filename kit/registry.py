@@ -1,0 +1,78 @@
+"""What the registry holds, asked through the Docker engine: whether it answers, whether the login is accepted,
+and the digest a tag points at. (kit/image.py builds and pushes; this module only asks.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kit.errors import UserError
+from kit.settings import Settings
+
+# The registry is asked on the doctor's short clock: an engine that hangs must not hang the check.
+TIMEOUT = 10
+_ABSENT = re.compile(r"manifest unknown|not found|name unknown", re.I)
+PROBE_TAG = "prefect-kit-doctor-probe"
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    daemon_problem: str = ""  # no engine to ask: nothing else is known
+    logged_in: bool = False
+    digest: str = ""  # of the tag asked for; empty when the registry does not have it
+
+
+def state(settings: Settings, tag: str | None) -> RegistryState:
+    """Ask the registry of these settings about one tag, or with no tag only whether it answers."""
+    import docker
+
+    try:
+        api = docker.from_env(timeout=TIMEOUT).api
+        api.ping()
+    except (docker.errors.DockerException, OSError) as error:
+        return RegistryState(daemon_problem=f"no Docker engine answers ({_one_line(error)})")
+    auth = _auth(settings)
+    if auth:
+        host = settings.registry.split("/", 1)[0]
+        try:
+            api.login(registry=host, reauth=True, **auth)
+        except docker.errors.APIError as error:
+            raise UserError(f"REGISTRY_USER: login to {host} as {settings.registry_user} refused "
+                            f"({_one_line(error.explanation or error)}); check REGISTRY_USER and REGISTRY_PASSWORD, "
+                            "or REGISTRY") from None
+    # Asking for a tag no build has tells a registry that answers from one that does not.
+    found = _digest(api, settings, tag or PROBE_TAG, auth)
+    return RegistryState(logged_in=auth is not None, digest=found if tag else "")
+
+
+def digest(settings: Settings, tag: str) -> str:
+    """The digest the registry holds for repository:tag, or "" when it has no such tag."""
+    import docker
+
+    return _digest(docker.from_env(timeout=TIMEOUT).api, settings, tag, _auth(settings))
+
+
+def _digest(api, settings: Settings, tag: str, auth: dict | None) -> str:
+    import docker
+
+    reference = f"{settings.image_repository}:{tag}"
+    try:
+        found = api.inspect_distribution(reference, auth_config=auth)
+    except docker.errors.APIError as error:
+        reason = _one_line(error.explanation or error)
+        if error.status_code == 404 or _ABSENT.search(reason):
+            return ""
+        raise UserError(f"REGISTRY: cannot ask {settings.registry} about {reference} ({reason}); check REGISTRY, "
+                        "that the registry runs, and REGISTRY_USER/REGISTRY_PASSWORD if it needs a login") from None
+    return found["Descriptor"]["digest"]
+
+
+def _auth(settings: Settings) -> dict | None:
+    if not settings.has_registry_credentials:
+        return None
+    return {"username": settings.registry_user, "password": settings.registry_password}
+
+
+def _one_line(error) -> str:
+    return " ".join(str(error).split())
