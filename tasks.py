@@ -97,20 +97,41 @@ def flows(c, api_url="", code_dir=""):
     "tag": "image tag (default: the git short sha of HEAD, with -dirty for uncommitted changes)",
     "no_cache": "rebuild every layer instead of reusing cached ones",
     "platform": "platform to build for (default IMAGE_PLATFORM, linux/amd64): your cluster's, not your laptop's",
+    "verbose": "print the Docker engine's own output too, not only one line per step",
 })
-def build(c, tag="", no_cache=False, platform=""):
+def build(c, tag="", no_cache=False, platform="", verbose=False):
     """Build the image (drivers and extras from .env), tag it :<git sha> and :latest."""
     from kit import image, settings
 
-    image.build(settings.load(), ROOT, tag=tag, no_cache=no_cache, platform=platform)
+    image.build(settings.load(), ROOT, tag=tag, no_cache=no_cache, platform=platform, verbose=verbose)
 
 
 @task
 def push(c):
-    """Push the image `inv build` made (logging in with REGISTRY_USER) and record its digest."""
+    """Push the image `inv build` made (logging in with REGISTRY_USER), record its digest and the release."""
     from kit import image, settings
 
     image.push(settings.load(), ROOT)
+
+
+@task
+def history(c):
+    """List the releases pushed from this machine and mark the one the cluster runs."""
+    from kit import history as releases, settings
+
+    releases.show(settings.load())
+
+
+@task(help={
+    "to": "roll out the newest release of this tag instead of the one before the live release",
+    "force": "roll back even to an older Prefect release than the live one (its database schema is newer)",
+    "timeout": "seconds to wait for the server and workers to become ready (default 300)",
+})
+def rollback(c, to="", force=False, timeout=300):
+    """Roll out the release pushed before the live one (or --to TAG), with the rollout's waits and diagnostics."""
+    from kit import history as releases, settings
+
+    releases.rollback(settings.load(), to=to or None, force=force, timeout=timeout)
 
 
 @task(help={"dry_run": "ask the API server what would change (dryRun=All) and change nothing; values stay hidden"})

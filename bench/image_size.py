@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kit import ROOT, image, settings  # noqa: E402
+from kit import ROOT, image, progress, settings, streams  # noqa: E402
 
 VENDOR_FREE = "kerberos,freetds,odbc,mariadb,oracle"
 SEED_SET_EXTRAS = "dataframes,spark"
@@ -168,7 +168,7 @@ def build_seed(api, base: str, current: settings.Settings, context: Path, tag: s
     shutil.copytree(ROOT / "config/ca-certificates", context / "ca-certificates",
                     ignore=shutil.ignore_patterns("*.md"))
     stream = api.build(path=str(context), tag=tag, network_mode="host", rm=True, forcerm=True, decode=True)
-    image.BuildLog(lambda line: None).read(stream)
+    streams.BuildLog(progress.PlainBuild(lambda line: None, verbose=False)).read(stream)
     return tag
 
 

@@ -42,7 +42,7 @@ def connect(settings: Settings) -> Cluster:
 
     configuration = client.Configuration()
     context = _load_configuration(settings.kube_context, configuration)
-    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace)
+    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace, settings.source)
 
 
 def _load_configuration(context: str, configuration) -> str:
@@ -85,6 +85,7 @@ class Cluster:
     context: str
     server: str
     namespace: str
+    settings_file: str = ".env"
     _dynamic: object = field(default=None, repr=False)
     _resources: dict = field(default_factory=dict, repr=False)
 
@@ -194,7 +195,8 @@ class Cluster:
             resource = self.resource(obj["apiVersion"], obj["kind"])
         except ResourceNotFoundError:
             raise UserError(f"{describe(obj)}: this cluster does not serve {obj['kind']} ({obj['apiVersion']}); "
-                            "install the API that provides it, or change .env so the kit does not render it") from None
+                            f"install the API that provides it, or change {self.settings_file} so the kit does not "
+                            "render it") from None
         try:
             response = self.dynamic.server_side_apply(
                 resource, body=obj, namespace=self._namespace_for(resource), field_manager=FIELD_MANAGER,

@@ -16,21 +16,23 @@ from kit.settings import Settings
 
 
 def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollout.DEFAULT_TIMEOUT,
-           api_url: str | None = None, out: Callable[[str], None] = print) -> None:
+           api_url: str | None = None, out: Callable[[str], None] | None = None) -> None:
+    """out None: print, and build and push draw their live progress on the terminal; else plain lines to out."""
     from kit import flows, image, status
 
-    with _step("build", out):
+    say = out or print
+    with _step("build", say):
         image.build(settings, ROOT, no_cache=no_cache, echo=out)
-    with _step("push", out):
+    with _step("push", say):
         pushed = image.push(settings, ROOT, echo=out)
-    with _step("secrets", out):
-        rollout.secrets(settings, out=out)
-    with _step("rollout", out):
-        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, api_url=api_url, out=out)
-    with _step("flows", out):
-        flows.deploy(settings, api_url, out=out)
-    with _step("status", out):
-        status.show(settings, api_url, out=out)
+    with _step("secrets", say):
+        rollout.secrets(settings, out=say)
+    with _step("rollout", say):
+        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, api_url=api_url, out=say)
+    with _step("flows", say):
+        flows.deploy(settings, api_url, out=say)
+    with _step("status", say):
+        status.show(settings, api_url, out=say)
 
 
 @contextmanager

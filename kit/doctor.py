@@ -79,7 +79,7 @@ def run(load_settings: Callable[[], Settings], out: Callable[[str], None] = prin
         for problem in error.problems:
             out(Finding(FAIL, ".env", problem).line())
         return False
-    out(Finding(OK, ".env", "valid").line())
+    out(Finding(OK, settings.source, "valid").line())
     groups = (check_cluster, check_registry, check_public_host)
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         results = [pool.submit(group, settings) for group in groups]

@@ -83,7 +83,7 @@ def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
             if error.response.status_code == 401:
                 raise UserError(
                     f"LOGIN_USER/LOGIN_PASSWORD: {url} answered 401 Unauthorized; the server's auth string "
-                    "differs from .env: fix .env, or roll .env's out to the server (`inv rollout`)"
+                    f"differs from {settings.source}: fix it there, or roll it out to the server (`inv rollout`)"
                 ) from None
             if error.response.status_code < 500:
                 raise

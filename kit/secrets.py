@@ -21,10 +21,8 @@ SQLITE_URL = "sqlite+aiosqlite:////data/prefect.db"
 REDACTED = "<redacted>"
 # nginx checks the hash on every request of the UI (dozens per page load): a moderate cost.
 BCRYPT_ROUNDS = 10
-_BCRYPT_ALPHABET = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-    b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-)
+# $2b$, as the kit wrote before it used passlib: an upgraded kit renders the same Secret, so it changes nothing.
+BCRYPT_IDENT = "2b"
 
 
 def render_secrets(settings: Settings) -> list[dict]:
@@ -77,12 +75,17 @@ def salt_seed(settings: Settings) -> str:
 
 @functools.lru_cache(maxsize=32)
 def htpasswd_line(user: str, password: str, seed: str) -> str:
-    import bcrypt
+    """The htpasswd line nginx checks, the same for the same inputs (the salt comes from the seed)."""
+    from passlib.apache import HtpasswdFile
+    from passlib.hash import bcrypt
+    from passlib.utils.binary import bcrypt64
 
-    digest = hashlib.sha256(f"prefect-kit htpasswd salt:{seed}".encode()).digest()[:16]
-    encoded = base64.b64encode(digest).translate(_BCRYPT_ALPHABET).rstrip(b"=")
-    salt = b"$2b$%02d$" % BCRYPT_ROUNDS + encoded
-    return f"{user}:{bcrypt.hashpw(password.encode(), salt).decode()}"
+    salt = bcrypt64.encode_bytes(hashlib.sha256(f"prefect-kit htpasswd salt:{seed}".encode()).digest()[:16])
+    hashed = bcrypt.using(salt=salt.decode(), rounds=BCRYPT_ROUNDS, ident=BCRYPT_IDENT).hash(password)
+    file = HtpasswdFile()
+    file.set_hash(user, hashed)
+    # One line without its newline, as the Secret has always held it.
+    return file.to_string().decode().rstrip("\n")
 
 
 def docker_config(settings: Settings) -> str:

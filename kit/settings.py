@@ -20,6 +20,8 @@ from kit.errors import UserError
 ENV_FILE_VARIABLE = "KIT_ENV_FILE"
 PLACEHOLDER = "CHANGE_ME"
 MIN_PASSWORD_LENGTH = 12
+# bcrypt, which hashes the UI login for nginx, reads at most 72 bytes of a password.
+MAX_PASSWORD_BYTES = 72
 SERVER_NAME = "prefect-server"
 # Each work queue has its worker Deployment prefect-worker-<queue> (manifests/30-workers.yaml).
 WORKER_PREFIX = "prefect-worker-"
@@ -75,8 +77,11 @@ class Settings:
     image_platform: str = "linux/amd64"
     image_drivers: tuple[str, ...] = ()
     image_extras: tuple[str, ...] = ()
-    timezone: str = "Etc/UTC"
+    # The proof of concept's image had this zone; `inv init` writes it too (.env.example).
+    timezone: str = "Europe/Warsaw"
     pip_index_url: str = field(default="", repr=False)
+    # Not a key: the file these settings were read from, named in messages that say where to change a value.
+    source: str = field(default=".env", compare=False, metadata={"key": False})
 
     @property
     def image_repository(self) -> str:
@@ -137,7 +142,8 @@ IMAGE_EXTRAS = ("dataframes", "spark", "spark-local")
 ROUTES = ("ingress", "gateway", "none")
 _BOOLEANS = ("ui_v2", "gateway_https")
 
-_KEYS = {f.name.upper(): f for f in fields(Settings)}
+_KEYS = {f.name.upper(): f for f in fields(Settings) if f.metadata.get("key", True)}
+KEYS = tuple(_KEYS)
 _REQUIRED = {name for name, f in _KEYS.items() if f.default is MISSING}
 
 
@@ -205,7 +211,7 @@ def parse(text: str, source: str = ".env") -> Settings:
     problems += _check(values)
     if problems:
         raise UserError(*problems)
-    return _build(values)
+    return _build(values, source)
 
 
 def _check(values: dict[str, str]) -> list[str]:
@@ -225,6 +231,8 @@ def _check(values: dict[str, str]) -> list[str]:
     rule("LOGIN_USER", _USER.match, "must be 1-64 letters, digits, '.', '_' or '-' (no ':')")
     rule("LOGIN_PASSWORD", lambda v: len(v) >= MIN_PASSWORD_LENGTH,
          f"is shorter than {MIN_PASSWORD_LENGTH} characters; use a longer one (`inv init` generates one)")
+    rule("LOGIN_PASSWORD", lambda v: len(v.encode()) <= MAX_PASSWORD_BYTES,
+         f"is longer than {MAX_PASSWORD_BYTES} bytes, the most bcrypt (the UI login's hash) reads; use a shorter one")
     rule("REGISTRY_PASSWORD", lambda v: values.get("REGISTRY_USER"), "is set without REGISTRY_USER; set both or neither")
     rule("REGISTRY_USER", lambda v: values.get("REGISTRY_PASSWORD"), "is set without REGISTRY_PASSWORD; set both or neither")
     rule("TLS_SECRET", _DNS_SUBDOMAIN.match, "must be the name of a kubernetes.io/tls Secret in the namespace, e.g. prefect-tls")
@@ -323,8 +331,8 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",")] if value else []
 
 
-def _build(values: dict[str, str]) -> Settings:
-    kwargs: dict[str, object] = {}
+def _build(values: dict[str, str], source: str) -> Settings:
+    kwargs: dict[str, object] = {"source": source}
     for key, value in values.items():
         name = _KEYS[key].name
         if not value and name not in _REQUIRED:

@@ -1,5 +1,5 @@
 """Services the integration tests need, found through the KIT_TEST_* variables that .ci/run exports,
-and the local ports the tests' own servers listen on.
+the local ports the tests' own servers listen on, and what the tests leave on the shared Docker engine.
 
 Outside CI a missing service skips the test; in CI (CI=true) it fails it, so a broken service start
 can never pass as a green run.
@@ -39,3 +39,14 @@ def free_port() -> int:
 def port_open(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def docker_made(kind: str, reference: str) -> None:
+    """Note something a test made on the Docker engine, for CI's stop step to remove exactly that and nothing of
+    anyone else who uses the engine (.ci/services/10-docker). kind: `container` (an id), `tag` (a name:tag only
+    this run uses) or `image` (an id: removed with the one tag it may still have, e.g. a shared :latest that
+    still points at it). Outside CI (no KIT_TEST_DOCKER_MADE) nothing is noted."""
+    path = os.environ.get("KIT_TEST_DOCKER_MADE")
+    if path:
+        with open(path, "a") as made:
+            made.write(f"{kind} {reference}\n")

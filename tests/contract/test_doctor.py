@@ -139,13 +139,13 @@ def test_no_route_needs_nothing_of_the_cluster_and_no_dns(ready):
 
 
 def test_inv_doctor_exits_1_only_on_a_failure(ready, env_file, monkeypatch):
-    env_file(env_text())
+    path = env_file(env_text())
     # No engine to ask the registry through: its line is a `?`, which must not fail the run.
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     inv = [str(Path(sys.executable).parent / "inv"), "doctor"]
     done = subprocess.run(inv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = done.stdout.splitlines()
-    assert lines[0] == "✓ .env: valid"
+    assert lines[0] == f"✓ {path}: valid", "the settings file in use is named"
     assert "? registry: not asked: no Docker engine answers" in done.stdout
     assert not [line for line in lines if line.startswith(FAIL)], done.stdout
     assert done.returncode == 0, done.stdout + done.stderr

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from kit import backup
-from tests.services import free_port, need
+from tests.services import docker_made, free_port, need
 
 START_TIMEOUT = 120
 
@@ -51,6 +51,7 @@ class Server:
                        "PREFECT_SERVER_ANALYTICS_ENABLED=false", "PREFECT_SERVER_UI_ENABLED=false"]
         command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
         docker(*as_the_pod(self.volume, command, environment, name=self.name))
+        docker_made("container", self.name)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._healthy():
             running = docker("inspect", "-f", "{{.State.Running}}", self.name, check=False).stdout.strip()

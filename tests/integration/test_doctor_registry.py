@@ -11,7 +11,7 @@ from kit import doctor, registry
 from kit.doctor import FAIL, LATER, OK, UNKNOWN
 from kit.errors import UserError
 from tests.rendering import make_settings
-from tests.services import free_port, need
+from tests.services import docker_made, free_port, need
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,7 @@ def pushed(api):
         tar.addfile(marker, io.BytesIO(b""))
     imported = api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
     assert "error" not in imported, imported
+    docker_made("tag", f"{repository}:{tag}")
     stream = list(api.push(repository, tag=tag, stream=True, decode=True))
     assert not [item for item in stream if "error" in item], stream
     yield tag, next(item["aux"]["Digest"] for item in stream if "aux" in item)

@@ -1,9 +1,12 @@
 """The real image: `inv build push` on a copy of the kit builds image/Dockerfile on the (stand-in) Prefect
 base with every driver that needs no vendor download and the dataframes and spark extras, pushes it to a
 local registry, and the test pulls it back by digest and runs it the way the manifests do (uid 10001,
-read-only root, host network); the scripts in image_checks/ do real work in it. A second build with the
-spark-local extra runs Spark in the container, and serves Spark Connect to the first one's client.
-Then each way a build or push fails, against the real daemon and registries: one line, exit 1."""
+read-only root, host network); the scripts in image_checks/ do real work in it. A second release pushed
+after it is rolled out on the stand-in API server and rolled back. A build with the spark-local extra runs
+Spark in the container, and serves Spark Connect to the first one's client. Then each way a build or push
+fails, against the real daemon and registries: one line, exit 1.
+
+Everything a test makes on the engine is noted (tests.services.docker_made) for CI to remove exactly that."""
 
 import io
 import json
@@ -26,14 +29,15 @@ from kit import ROOT, image, settings
 from kit.errors import UserError
 from tests.integration import server_pod
 from tests.rendering import render
-from tests.services import free_port, need, need_program, port_open
+from tests.services import docker_made, free_port, need, need_program, port_open
+from tests.standin import FakeApi
 
 DRIVERS = "kerberos,freetds,odbc,mariadb,oracle"
 EXTRAS = "dataframes,spark"
 CHECKS = Path(__file__).parent / "image_checks"
 # The packages of the spark-local extra that the spark extra leaves out: pyspark with its jars, and py4j.
 SPARK_LOCAL_ONLY = {"pyspark", "py4j"}
-COPIED = ("kit", "tasks.py", ".env.example", "image", "config", "flows")
+COPIED = ("kit", "tasks.py", ".env.example", "image", "config", "flows", "manifests")
 TEST_CA = "kit-test-ca"
 
 
@@ -65,6 +69,25 @@ def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     return done.stderr.splitlines()
 
 
+def note_image(api, reference: str) -> None:
+    """Note an image a test made, by its id and its own tag, for CI's cleanup of exactly what this run made."""
+    docker_made("image", api.inspect_image(reference)["Id"])
+    docker_made("tag", reference)
+
+
+def note_failed_build(verbose_output: str) -> None:
+    """Note the images a failed `inv build --verbose` made: each step's result, not the cache it reused, nor a
+    FROM step's (the base image, or a stage of its own build noted already)."""
+    made = True
+    for line in verbose_output.splitlines():
+        if line.startswith("Step "):
+            made = " : FROM " not in line
+        elif line == " ---> Using cache":
+            made = False
+        elif made and re.fullmatch(r" ---> [0-9a-f]{12}", line):
+            docker_made("image", line.split()[-1])
+
+
 @pytest.fixture(scope="module")
 def api():
     """The engine of KIT_TEST_DOCKER, also for the kit in this process and the `inv` it runs (DOCKER_HOST)."""
@@ -93,7 +116,7 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def shipped(kit_copy, registry, tmp_path_factory):
+def shipped(api, kit_copy, registry, tmp_path_factory):
     """`inv build --tag T push`, run once for the whole module."""
     env_file = tmp_path_factory.mktemp("env") / "test.env"
     env_file.write_text(env_text(registry, IMAGE_EXTRAS=EXTRAS))
@@ -101,6 +124,7 @@ def shipped(kit_copy, registry, tmp_path_factory):
     done = inv(kit_copy, env_file, "build", "--tag", tag, "push")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     record = json.loads((kit_copy / ".kit/build.json").read_text())
+    note_image(api, f"{record['repository']}:{tag}")
     return done, record
 
 
@@ -122,16 +146,27 @@ def run(api, pulled):
 
 
 def runner(reference: str):
-    """A function that runs a command in the image like a pod would, with image_checks/ at /checks."""
+    """A function that runs a command in the image like a pod would, with image_checks/ at /checks and a
+    writable /out whose files it returns by name."""
     import docker
 
     client = docker.from_env()
 
-    def run_command(*command: str) -> str:
-        output = client.containers.run(reference, list(command), network_mode="host", remove=True, read_only=True,
-                                       tmpfs={"/tmp": "", "/home/prefect": ""}, stderr=True,
-                                       volumes={str(CHECKS): {"bind": "/checks", "mode": "ro"}})
-        return output.decode().strip()
+    def run_command(*command: str, out: Path | None = None) -> str:
+        volumes = {str(CHECKS): {"bind": "/checks", "mode": "ro"}}
+        if out is not None:
+            out.chmod(0o777)  # for uid 10001
+            volumes[str(out)] = {"bind": "/out", "mode": "rw"}
+        container = client.containers.run(reference, list(command), network_mode="host", detach=True,
+                                          read_only=True, tmpfs={"/tmp": "", "/home/prefect": ""}, volumes=volumes)
+        docker_made("container", container.id)
+        try:
+            code = container.wait()["StatusCode"]
+            output = container.logs(stdout=True, stderr=True).decode().strip()
+        finally:
+            container.remove(force=True)
+        assert code == 0, f"{' '.join(command)} exited with {code}: {output[-3000:]}"
+        return output
 
     return run_command
 
@@ -139,18 +174,76 @@ def runner(reference: str):
 def test_inv_build_push_runs_each_task_once(shipped):
     done, record = shipped
     lines = done.stdout.splitlines()
-    assert [line for line in lines if line.startswith("built ")] == [
-        f"built {record['repository']}:{record['tag']} (and :latest); next: inv push"]
+    [built] = [line for line in lines if line.startswith("built ")]
+    assert re.fullmatch(rf"built {re.escape(record['repository'])}:{record['tag']} \(and :latest\) in \S+; "
+                        "next: inv push", built)
+    steps = [line for line in lines if line.startswith("step ")]
+    assert steps and all(re.fullmatch(r"step +\d+/\d+ +(\d\S*|cached) {2}\S.*", line) for line in steps), steps
     assert [line for line in lines if line.startswith("pushed ")] == [
         f"pushed {record['repository']}:{record['tag']}@{record['digest']}"]
 
 
 def test_recorded_digest_is_the_one_the_registry_serves(shipped, registry):
     _, record = shipped
-    request = urllib.request.Request(f"http://{registry}/v2/prefect-core/manifests/{record['tag']}", method="HEAD",
+    assert registry_digest(registry, record["tag"]) == record["digest"]
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    """The contract tests' stand-in API server, with a kubeconfig for the `inv` this test runs."""
+    api = FakeApi().start()
+    api.kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    yield api
+    api.stop()
+
+
+def test_after_a_second_push_a_rollback_rolls_out_the_first_digest(api, shipped, kit_copy, registry, stand_in,
+                                                                   tmp_path):
+    """Two releases pushed to a real registry (the second one a change under flows/, so it rebuilds in seconds
+    while the first build's layers are still cached: this test comes before any that removes them), rolled out
+    on the stand-in, then `inv rollback`, and `inv history` marking what runs."""
+    _, first = shipped
+    project = copy_kit(kit_copy, tmp_path / "kit")
+    shutil.copytree(kit_copy / ".kit", project / ".kit")
+    (project / "flows/second_release.py").write_text('"""A flow the first release does not have."""\n')
+    env_file = tmp_path / "test.env"
+    env_file.write_text(env_text(registry, IMAGE_EXTRAS=EXTRAS))
+    second_tag = f"it2-{uuid.uuid4().hex[:8]}"
+    done = inv(project, env_file, "build", "--tag", second_tag, "push")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    note_image(api, f"{first['repository']}:{second_tag}")
+
+    releases = [json.loads(line) for line in (project / ".kit/releases.jsonl").read_text().splitlines()]
+    assert [(r["tag"], r["prefect_version"]) for r in releases] == [(first["tag"], "3.9.1"), (second_tag, "3.9.1")]
+    assert releases[0]["digest"] == first["digest"] != releases[1]["digest"]
+    assert [registry_digest(registry, r["tag"]) for r in releases] == [r["digest"] for r in releases]
+
+    cluster = {"KUBECONFIG": stand_in.kubeconfig, "TMPDIR": str(tmp_path)}
+    stand_in.controller(True)
+    assert inv(project, env_file, "rollout", "--tag", second_tag, "--timeout", "30", **cluster).returncode == 0
+    shown = inv(project, env_file, "history", **cluster)
+    assert shown.returncode == 0, shown.stderr
+    assert live_tags(shown.stdout) == [second_tag]
+
+    done = inv(project, env_file, "rollback", "--timeout", "30", **cluster)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].startswith(f"rolling back to {first['repository']}:{first['tag']}@"
+                                                  f"{first['digest']} (pushed ")
+    server = stand_in.get("StatefulSet", "prefect", "prefect-server")
+    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        f"{first['repository']}:{first['tag']}@{first['digest']}"
+    assert live_tags(inv(project, env_file, "history", **cluster).stdout) == [first["tag"]]
+
+
+def registry_digest(registry: str, tag: str) -> str:
+    request = urllib.request.Request(f"http://{registry}/v2/prefect-core/manifests/{tag}", method="HEAD",
                                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     with urllib.request.urlopen(request) as answer:
-        assert answer.headers["Docker-Content-Digest"] == record["digest"]
+        return answer.headers["Docker-Content-Digest"]
+
+
+def live_tags(history: str) -> list[str]:
+    return [line.split()[0] for line in history.splitlines() if line.endswith("   live")]
 
 
 def test_prefect_is_the_pinned_version(run):
@@ -182,18 +275,26 @@ def test_dataframes_stack_does_real_work(run):
 
 
 @pytest.fixture(scope="module")
-def spark_local(kit_copy, registry):
+def spark_local(api, kit_copy, registry):
     """The image built with IMAGE_EXTRAS=spark-local (not pushed: the tests above cover pushing)."""
     current = settings.parse(env_text(registry, IMAGE_DRIVERS="", IMAGE_EXTRAS="spark-local"))
     built = image.build(current, kit_copy, tag=f"spark-{uuid.uuid4().hex[:8]}", echo=lambda line: None)
+    note_image(api, f"{built.repository}:{built.tag}")
     return f"{built.repository}:{built.tag}"
 
 
-def test_spark_local_runs_spark_inside_the_container(spark_local):
-    assert runner(spark_local)("python", "-W", "ignore", "/checks/spark_query.py", "local").splitlines()[-1] == "45"
+def spark_result(run_command, master: str, out: Path) -> str:
+    """The query's answer from the file it writes: Spark's logs and progress bars share the output with it."""
+    output = run_command("python", "-W", "ignore", "/checks/spark_query.py", master, "/out/result", out=out)
+    assert (out / "result").exists(), output[-3000:]
+    return (out / "result").read_text()
 
 
-def test_spark_client_queries_a_spark_connect_server(spark_local, run):
+def test_spark_local_runs_spark_inside_the_container(spark_local, tmp_path):
+    assert spark_result(runner(spark_local), "local", tmp_path) == "45"
+
+
+def test_spark_client_queries_a_spark_connect_server(spark_local, run, tmp_path):
     """The spark extra's client in the main image, against a Spark Connect server run by the spark-local one."""
     import docker
 
@@ -203,14 +304,14 @@ def test_spark_client_queries_a_spark_connect_server(spark_local, run):
                       "--master", "local[1]", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
                       "--conf", f"spark.connect.grpc.binding.port={port}"],
         detach=True, network_mode="host", read_only=True, tmpfs={"/tmp": "", "/home/prefect": ""})
+    docker_made("container", server.id)
     try:
         deadline = time.monotonic() + 120
         while not port_open(port):
             server.reload()
             assert server.status == "running" and time.monotonic() < deadline, server.logs().decode()[-3000:]
             time.sleep(0.5)
-        answer = run("python", "-W", "ignore", "/checks/spark_query.py", f"sc://127.0.0.1:{port}")
-        assert answer.splitlines()[-1] == "45", answer
+        assert spark_result(run, f"sc://127.0.0.1:{port}", tmp_path) == "45"
     finally:
         server.remove(force=True)
 
@@ -255,6 +356,7 @@ def test_the_login_proxy_runs_in_the_image_as_the_server_pod_runs_it(pulled, tmp
     client = docker.from_env()
     started = client.containers.run(pulled, proxy["args"], detach=True, network_mode="host", read_only=True,
                                     user="10001:10001", volumes=binds, tmpfs=tmpfs)
+    docker_made("container", started.id)
     try:
         deadline = time.monotonic() + 60
         while not port_open(port):
@@ -302,7 +404,8 @@ def test_failing_run_step_is_named_with_its_last_output(kit_copy, registry, tmp_
         dockerfile.write('RUN echo "kit-test: about to fail" && exit 3\n')
     env_file = tmp_path / "test.env"
     env_file.write_text(env_text(registry))
-    done = inv(project, env_file, "build", "--tag", "failing")
+    done = inv(project, env_file, "build", "--tag", "failing", "--verbose")
+    note_failed_build(done.stdout)
     assert done.returncode == 1
     [line] = error_lines(done)
     # The appended step is the last one, whatever the number of steps before it.
@@ -316,7 +419,8 @@ def test_unreachable_vendor_download_names_the_url(kit_copy, registry, tmp_path)
     # download (its apt packages included) and must stop there with the URL, not hang or go on.
     env_file = tmp_path / "test.env"
     env_file.write_text(env_text(registry, IMAGE_DRIVERS="oracle-thick"))
-    done = inv(kit_copy, env_file, "build", "--tag", "vendor")
+    done = inv(kit_copy, env_file, "build", "--tag", "vendor", "--verbose")
+    note_failed_build(done.stdout)
     assert done.returncode == 1
     [line] = error_lines(done)
     assert line.startswith("error: image build failed at step ")
@@ -352,6 +456,7 @@ def small_build(api, kit_copy, tmp_path):
             tar.addfile(info, io.BytesIO(data))
         repository = f"{registry}/prefect-core"
         api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
+        note_image(api, f"{repository}:{tag}")
         api.tag(f"{repository}:{tag}", repository, image.LATEST)
         (project / ".kit").mkdir()
         (project / ".kit/build.json").write_text(json.dumps({"repository": repository, "tag": tag}))
@@ -379,7 +484,7 @@ def test_push_with_wrong_credentials_is_one_line(small_build):
     assert done.returncode == 1
     assert error_lines(done) == [
         f"error: login to {registry} as kit-ci failed (login attempt to http://{registry}/v2/ failed "
-        "with status: 401 Unauthorized); check REGISTRY_USER and REGISTRY_PASSWORD in .env"]
+        f"with status: 401 Unauthorized); check REGISTRY_USER and REGISTRY_PASSWORD in {env_file}"]
     assert "not-the-password" not in done.stdout + done.stderr
 
 
@@ -390,7 +495,7 @@ def test_push_without_credentials_to_a_registry_that_needs_them_is_one_line(smal
     assert done.returncode == 1
     [line] = error_lines(done)
     assert line.startswith(f"error: push of {registry}/prefect-core:small-")
-    assert line.endswith("check REGISTRY_USER and REGISTRY_PASSWORD in .env")
+    assert line.endswith(f"check REGISTRY_USER and REGISTRY_PASSWORD in {env_file}")
 
 
 def test_push_to_a_closed_port_is_one_line(small_build):
@@ -401,7 +506,7 @@ def test_push_to_a_closed_port_is_one_line(small_build):
     [line] = error_lines(done)
     assert line.startswith(f"error: push of 127.0.0.1:{port}/prefect-core:small-")
     assert f"dial tcp 127.0.0.1:{port}: connect: connection refused" in line
-    assert line.endswith("check REGISTRY in .env and that the registry is running and reachable")
+    assert line.endswith(f"check REGISTRY in {env_file} and that the registry is running and reachable")
 
 
 def test_registry_that_stops_in_the_middle_of_a_push_is_one_error(api, shipped, tmp_path):
@@ -414,8 +519,9 @@ def test_registry_that_stops_in_the_middle_of_a_push_is_one_error(api, shipped, 
     try:
         _, record = shipped
         repository = f"127.0.0.1:{port}/prefect-core"
-        api.tag(f"{record['repository']}@{record['digest']}", repository, record["tag"])
-        api.tag(f"{record['repository']}@{record['digest']}", repository, image.LATEST)
+        for tag in (record["tag"], image.LATEST):  # a repository of this test's own port: both tags are its own
+            api.tag(f"{record['repository']}@{record['digest']}", repository, tag)
+            docker_made("tag", f"{repository}:{tag}")
         current = settings.parse(env_text(f"127.0.0.1:{port}"))
         (tmp_path / ".kit").mkdir()
         (tmp_path / ".kit/build.json").write_text(json.dumps({"repository": repository, "tag": record["tag"]}))

@@ -18,8 +18,8 @@ def run(command, env):
     return subprocess.run(command, cwd=ROOT, env=clean_environment(env), capture_output=True, text=True, timeout=120)
 
 
-def test_inv_pools_with_a_wrong_password_is_one_error_line_and_exit_1(kit_server, tmp_path):
-    env_file = tmp_path / ".env"
+def test_inv_pools_with_a_wrong_password_is_one_error_line_naming_the_settings_file(kit_server, tmp_path):
+    env_file = tmp_path / "staging.env"
     text = settings.fill_template((ROOT / ".env.example").read_text(), {"LOGIN_PASSWORD": "wrong-password-123"})
     settings.write_env_file(env_file, text)
     # The kubernetes pool needs a cluster only to dry-run its template, which comes after the 401: a kubeconfig
@@ -37,7 +37,7 @@ contexts: [{{name: nowhere, context: {{cluster: nowhere, user: nobody}}}}]
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"error: LOGIN_USER/LOGIN_PASSWORD: {kit_server.api_url} answered 401 Unauthorized; the server's auth "
-        "string differs from .env: fix .env, or roll .env's out to the server (`inv rollout`)"]
+        f"string differs from {env_file}: fix it there, or roll it out to the server (`inv rollout`)"]
     assert "wrong-password-123" not in done.stdout + done.stderr
 
 

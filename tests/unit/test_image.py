@@ -1,5 +1,5 @@
-"""The image's pure parts: the Dockerfile's agreement with the kit, build args, the build context, and
-how the daemon's build and push streams become progress lines or one error line."""
+"""The image's pure parts: the Dockerfile's agreement with the kit, build args and the build context.
+(How the daemon's streams are read: test_streams.py.)"""
 
 import re
 import subprocess
@@ -19,6 +19,10 @@ def test_prefect_version_agrees_in_dockerfile_env_example_and_requirements():
     env_example = re.search(r"^IMAGE_PREFECT_VERSION=(\S+)$", (ROOT / ".env.example").read_text(), re.M)[1]
     requirements = re.search(r"^prefect==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)[1]
     assert dockerfile == env_example == requirements
+
+
+def test_dockerfile_defaults_the_time_zone_as_the_settings_do():
+    assert re.search(r"^ARG TIMEZONE=(\S+)$", DOCKERFILE, re.M)[1] == make_settings().timezone
 
 
 def test_base_image_is_the_official_one_for_that_version_and_python_311():
@@ -112,76 +116,3 @@ def test_build_context_names_a_missing_input(project):
     (project / "config/krb5.conf").unlink()
     with pytest.raises(UserError, match=r"^config/krb5.conf: missing from .*; the image build needs it"):
         image.build_context(project)
-
-
-def follow(items):
-    echoed = []
-    return image.BuildLog(echoed.append).read(items), echoed
-
-
-def test_build_log_echoes_the_build_and_returns_the_image_id():
-    image_id, echoed = follow([{"stream": "Step 1/2 : FROM base\n"}, {"stream": "\n"}, {"stream": " ---> abc\n"},
-                               {"aux": {"ID": "sha256:123"}}, {"stream": "Successfully built 123\n"}])
-    assert image_id == "sha256:123"
-    assert echoed == ["Step 1/2 : FROM base", " ---> abc", "Successfully built 123"]
-
-
-def test_failed_step_is_named_with_its_last_lines_on_one_line():
-    items = [
-        {"stream": "Step 7/29 : RUN pip install -r /tmp/requirements/base.txt\n"},
-        {"stream": " ---> Running in 5666c35dd46c\n"},
-        {"stream": "Collecting prefect-shell\n"},
-        {"stream": "\x1b[91mERROR: No matching distribution found for prefect-shel\n\x1b[0m"},
-        {"stream": "Removing intermediate container 5666c35dd46c\n"},
-        {"error": "The command '/bin/bash -euo pipefail -c pip install -r /tmp/requirements/base.txt' returned a "
-                  "non-zero code: 1", "errorDetail": {"code": 1}},
-    ]
-    with pytest.raises(UserError) as caught:
-        follow(items)
-    assert caught.value.problems == (
-        "image build failed at step 7/29 (RUN pip install -r /tmp/requirements/base.txt): the command returned a "
-        "non-zero code: 1; last output: Collecting prefect-shell | "
-        "ERROR: No matching distribution found for prefect-shel",
-    )
-
-
-def test_error_outside_a_run_step_is_passed_on():
-    with pytest.raises(UserError, match=r"^image build failed at step 1/2 \(FROM prefecthq/prefect:3.9.1-python3.11\): "
-                                        r"pull access denied for prefecthq/prefect$"):
-        follow([{"stream": "Step 1/2 : FROM prefecthq/prefect:3.9.1-python3.11\n"},
-                {"error": "pull access denied for prefecthq/prefect"}])
-
-
-def test_stream_that_ends_without_an_image_is_an_error():
-    with pytest.raises(UserError, match="ended the build without an image"):
-        follow([{"stream": "Step 1/2 : FROM base\n"}])
-
-
-def test_push_stream_gives_the_digest_and_layer_events_without_byte_counters():
-    echoed = []
-    digest = image.read_push([
-        {"status": "The push refers to repository [127.0.0.1:5000/prefect-core]"},
-        {"status": "Pushing", "id": "a1", "progressDetail": {"current": 512, "total": 1024}},
-        {"status": "Pushed", "id": "a1", "progressDetail": {}},
-        {"status": "abc: digest: sha256:feed size: 1234"},
-        {"aux": {"Tag": "abc", "Digest": "sha256:feed", "Size": 1234}},
-    ], "127.0.0.1:5000/prefect-core:abc", echoed.append)
-    assert digest == "sha256:feed"
-    assert echoed == ["The push refers to repository [127.0.0.1:5000/prefect-core]", "a1: Pushed",
-                      "abc: digest: sha256:feed size: 1234"]
-
-
-@pytest.mark.parametrize("error, hint", [
-    ("unauthorized: authentication required", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
-    ("no basic auth credentials", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
-    ('Get "https://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused',
-     "check REGISTRY in .env and that the registry is running and reachable"),
-    ('Get "http://127.0.0.1:44017/v2/": dial tcp 127.0.0.1:44017: connect: connection refused',
-     "check REGISTRY in .env and that the registry is running and reachable"),
-    ("received unexpected HTTP status: 401 Unauthorized", "check REGISTRY_USER and REGISTRY_PASSWORD in .env"),
-])
-def test_push_error_in_the_stream_becomes_one_line_with_a_hint(error, hint):
-    with pytest.raises(UserError) as caught:
-        image.read_push([{"status": "Preparing", "id": "a1"}, {"error": error, "errorDetail": {"message": error}}],
-                        "r/prefect-core:abc", lambda line: None)
-    assert caught.value.problems == (f"push of r/prefect-core:abc failed: {error}; {hint}",)

@@ -1,6 +1,7 @@
 """Which image a render or rollout uses: this commit's tag, pinned by digest once a push recorded one."""
 
 import subprocess
+from datetime import datetime, timezone
 
 import pytest
 
@@ -63,3 +64,54 @@ def test_a_damaged_record_says_how_to_recover(tmp_path):
 def test_a_malformed_tag_is_refused():
     with pytest.raises(UserError, match="--tag: 'v1 beta' is not an image tag"):
         release.image_for(REPOSITORY, "v1 beta")
+
+
+def test_a_digest_given_with_the_tag_pins_it_without_a_record(tmp_path):
+    digest = "sha256:" + "b" * 64
+    build = release.image_for(REPOSITORY, f"v1@{digest}", tmp_path / "build.json")
+    assert build.reference == f"{REPOSITORY}:v1@{digest}"
+
+
+def test_a_malformed_digest_is_refused():
+    with pytest.raises(UserError, match=r"--tag: 'v1@sha256:abc' is not an image tag .* TAG@sha256:<64 hex digits>"):
+        release.image_for(REPOSITORY, "v1@sha256:abc")
+
+
+def test_every_push_is_one_more_line_of_the_history(tmp_path):
+    record = tmp_path / "build.json"
+    first = release.Build(REPOSITORY, "abc1234", prefect_version="3.9.1", commit="abc1234")
+    at = datetime(2026, 12, 1, 21, 40, tzinfo=timezone.utc)
+    pushed = release.pushed(first, "sha256:" + "a" * 64, record, at)
+    release.pushed(release.Build(REPOSITORY, "def5678", prefect_version="3.9.2"), "sha256:" + "d" * 64, record, at)
+    assert pushed.pushed_at == "2026-12-01T21:40:00+00:00" and pushed.digest == "sha256:" + "a" * 64
+    assert [(r.tag, r.prefect_version) for r in release.read_history(record)] == [("abc1234", "3.9.1"),
+                                                                                  ("def5678", "3.9.2")]
+    assert release.read_history(record)[0] == pushed
+    assert release.read_record(record).tag == "def5678", "the build record is the last push"
+
+
+def test_a_tag_this_machine_pushed_earlier_is_pinned_by_its_newest_digest(tmp_path):
+    record = tmp_path / "build.json"
+    for digest in ("a", "b"):
+        release.pushed(release.Build(REPOSITORY, "hotfix"), "sha256:" + digest * 64, record)
+    release.write_record(release.Build(REPOSITORY, "later"), record)
+    assert release.image_for(REPOSITORY, "hotfix", record).digest == "sha256:" + "b" * 64
+
+
+def test_a_damaged_history_line_is_named(tmp_path):
+    record = tmp_path / "build.json"
+    release.history_path(record).write_text('{"repository": "r", "tag": "t"}\nnot json\n')
+    with pytest.raises(UserError, match=r"releases.jsonl:2: not a release the kit recorded; remove that line"):
+        release.read_history(record)
+
+
+def test_a_build_record_of_an_earlier_kit_still_reads(tmp_path):
+    record = tmp_path / "build.json"
+    record.write_text('{"repository": "%s", "tag": "abc1234", "digest": ""}' % REPOSITORY)
+    assert release.read_record(record) == release.Build(REPOSITORY, "abc1234")
+
+
+def test_a_commit_outside_a_checkout_is_empty(tmp_path_factory, repo):
+    path, sha = repo
+    assert release.commit_sha(path) == sha
+    assert release.commit_sha(tmp_path_factory.mktemp("not-a-checkout")) == ""

@@ -224,10 +224,28 @@ def test_proxy_change_restarts_every_pod():
 def test_htpasswd_line_verifies_and_does_not_change_between_renders():
     line = secret_value(render(), "prefect-login-auth", "auth")
     user, hashed = line.split(":", 1)
-    assert user == "admin" and hashed.startswith("$2b$")
+    assert user == "admin" and hashed.startswith("$2b$10$")
     assert bcrypt.checkpw(b"correct-horse-battery", hashed.encode())
     assert not bcrypt.checkpw(b"wrong-horse-battery", hashed.encode())
     assert secret_value(render(), "prefect-login-auth", "auth") == line
+
+
+def test_htpasswd_line_is_one_line_that_an_htpasswd_reader_checks():
+    from passlib.apache import HtpasswdFile
+
+    line = secret_value(render(), "prefect-login-auth", "auth")
+    assert "\n" not in line
+    parsed = HtpasswdFile.from_string(line)
+    assert parsed.users() == ["admin"]
+    assert parsed.check_password("admin", "correct-horse-battery")
+    assert not parsed.check_password("admin", "wrong-horse-battery")
+
+
+def test_htpasswd_line_is_the_one_earlier_releases_rendered():
+    # What the kit rendered for these settings before it made the line with passlib: an upgraded kit must not
+    # change a deployed Secret (the value was recorded from that release).
+    assert secret_value(render(), "prefect-login-auth", "auth") == \
+        "admin:$2b$10$JakmuE6i6Cl2gm/TB2UBruAsW6b.26HH54PX0gs/HC4Q999Y.LHOu"
 
 
 def test_htpasswd_salt_does_not_depend_on_the_password():

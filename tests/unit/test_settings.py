@@ -1,6 +1,7 @@
 """Settings: what a valid .env gives, and the one-line error every bad input gets."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -66,11 +67,42 @@ def test_sync_database_driver_is_refused_with_the_async_form_and_no_password():
 def test_example_file_documents_every_key():
     example = (ROOT / ".env.example").read_text()
     documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
-    assert documented == {f.name.upper() for f in settings.fields(settings.Settings)}
+    assert documented == set(settings.KEYS)
     for paragraph in example.split("\n\n"):
         lines = paragraph.strip().splitlines()
         keys = [line for line in lines if not line.startswith("#")]
         assert not keys or lines[0].startswith("#"), f"{keys} have no comment above them in .env.example"
+
+
+@pytest.mark.parametrize("name, ignored", [(".env", True), ("staging.env", True), ("config/prod.env", True),
+                                           (".env.local", True), (".env.example", False)])
+def test_git_ignores_every_settings_file_but_the_example(name, ignored):
+    done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--quiet", "--no-index", name])
+    assert done.returncode == (0 if ignored else 1)
+
+
+# Keys for which `inv init` makes a choice other than Settings' default; the README's table says so.
+INIT_CHOICES = {"IMAGE_DRIVERS"}
+
+
+def test_inv_init_writes_the_default_of_every_optional_key():
+    written = settings.parse(settings.fill_template((ROOT / ".env.example").read_text(),
+                                                    {"LOGIN_PASSWORD": "correct-horse-battery"}))
+    defaults = make_settings()
+    optional = [key for key in settings.KEYS if key not in VALID and key not in INIT_CHOICES]
+    assert {key: getattr(written, key.lower()) for key in optional} == \
+        {key: getattr(defaults, key.lower()) for key in optional}
+
+
+def test_the_readme_states_the_defaults_settings_use():
+    readme = (ROOT / "README.md").read_text()
+    stated = dict(re.findall(r"^\| `([A-Z0-9_]+)` \|.*\bdefault `([^`]+)`", readme, re.M))
+    assert {"TIMEZONE", "IMAGE_PLATFORM", "INGRESS_CLASS", "UI_V2"} <= stated.keys()
+    defaults = {key: getattr(make_settings(), key.lower()) for key in stated}
+    assert stated == {key: str(value).lower() if isinstance(value, bool) else value for key, value in defaults.items()}
+    for key in INIT_CHOICES:
+        example = re.search(rf"^{key}=(.*)$", (ROOT / ".env.example").read_text(), re.M)[1]
+        assert f"`inv init` writes `{example}`" in readme
 
 
 def test_example_file_itself_is_refused_for_its_placeholder():
@@ -84,6 +116,7 @@ BAD_INPUTS = {
     "empty password": (env_text(LOGIN_PASSWORD=""), "LOGIN_PASSWORD: missing"),
     "placeholder password": (env_text(LOGIN_PASSWORD="CHANGE_ME"), "LOGIN_PASSWORD: still the placeholder"),
     "short password": (env_text(LOGIN_PASSWORD="elevenchars"), "LOGIN_PASSWORD: is shorter than 12"),
+    "password beyond bcrypt": (env_text(LOGIN_PASSWORD="ż" * 37), "LOGIN_PASSWORD: is longer than 72 bytes"),
     "sync database url": (env_text(DATABASE_URL="postgresql://u:p@db/prefect"), "DATABASE_URL: uses the synchronous"),
     "malformed database url": (env_text(DATABASE_URL="postgresql+asyncpg://db"), "DATABASE_URL: needs a user"),
     "bad database port": (env_text(DATABASE_URL="postgresql+asyncpg://u:p@db:port/x"), "DATABASE_URL: is not a URL"),
