@@ -18,7 +18,7 @@ from timing import time_command, verdict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kit import pool_config, settings  # noqa: E402
+from kit import manifests, pool_config, settings  # noqa: E402
 from tests.standin import FakeApi  # noqa: E402
 from tests.integration.prefect_server import clean_environment, prefect_server  # noqa: E402
 
@@ -34,7 +34,10 @@ def main(runs: int) -> None:
         settings.write_env_file(env_file, text)
         kit_settings = settings.load(env_file)
         api = FakeApi().start()
-        api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kit_settings.namespace}})
+        # What a rollout left there for the template's dry run: the namespace and the accounts.
+        for obj in manifests.render(kit_settings, "", pool_config.load()):
+            if obj["kind"] in ("Namespace", "ServiceAccount"):
+                api.put(obj)
         try:
             with prefect_server(Path(tmp), {"PREFECT_SERVER_API_AUTH_STRING": kit_settings.auth_string}) as server:
                 command = [INV, "pools", "--api-url", server.api_url, "--tag", "bench"]

@@ -58,6 +58,9 @@ def refusal(pool: str, kind: str, status: int, message: str, namespace: str) -> 
     fix = f"change job.manifest of pool {pool} in {POOLS_FILE}; nothing was written"
     if status == 403 and "violates PodSecurity" in message:
         return f"pool {pool}: the cluster would refuse every flow run's pod: {message}; {fix}"
+    if status == 403 and "error looking up service account" in message:
+        return (f"pool {pool}: its flow runs' service account is not in namespace {namespace} yet ({message}); "
+                "`inv rollout` creates it")
     if status == 403:
         return (f"pool {pool}: checking that the cluster admits its flow runs needs `create` on jobs and pods in "
                 f"namespace {namespace} (a dry run: nothing is created), and the cluster said: {message}; "

@@ -179,6 +179,11 @@ def test_a_dry_run_refusal_is_one_line_naming_the_violation():
         "production in config/pools.yaml; nothing was written")
     assert "needs `create` on jobs and pods in namespace prefect (a dry run: nothing is created)" in \
         admission.refusal("production", "Job", 403, 'jobs.batch is forbidden: User "u" cannot create', "prefect")
+    missing = ('pods "prefect-kit-admission-check" is forbidden: error looking up service account '
+               'prefect/prefect-flow-run: serviceaccount "prefect-flow-run" not found')
+    assert admission.refusal("production", "Pod", 403, missing, "prefect") == (
+        f"pool production: its flow runs' service account is not in namespace prefect yet ({missing}); "
+        "`inv rollout` creates it")
     assert admission.refusal("production", "Job", 422, 'Job.batch "x" is invalid: spec.x: unknown', "prefect") == (
         'pool production: the API server refuses its flow runs\' Job: Job.batch "x" is invalid: spec.x: unknown; '
         "change job.manifest of pool production in config/pools.yaml; nothing was written")
