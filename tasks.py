@@ -50,18 +50,23 @@ def render(c, out="", tag=""):
         print(manifests.to_yaml(objects), end="")
 
 
+API_URL = ("Prefect API to use, e.g. http://127.0.0.1:4200/api (default: the public URL when it answers, "
+           "else a port-forward to the server pod)")
+
+
 @task(help={
-    "api_url": "Prefect API to use instead of the public one, e.g. http://127.0.0.1:4200/api after a port-forward",
-    "dry_run": "print what would change, change nothing",
+    "api_url": API_URL,
+    "dry_run": "print what would change (the job templates still dry-run in the cluster), change nothing",
     "prune": "delete queues config/pools.yaml no longer declares (never a pool's default queue)",
-    "force": "with --prune, also delete queues that still have scheduled flow runs",
+    "force": "with --prune, also delete queues that still have scheduled flow runs; recreate a pool of "
+             "another type that has none",
+    "tag": "image for the kubernetes pools' flow runs (default: the one their workers run in the cluster)",
 })
-def pools(c, api_url="", dry_run=False, prune=False, force=False):
-    """Make the work pools and queues of config/pools.yaml true on the Prefect server."""
+def pools(c, api_url="", dry_run=False, prune=False, force=False, tag=""):
+    """Make the work pools, queues and job templates of config/pools.yaml true on the Prefect server."""
     from kit import pools as work_pools, settings
 
-    for line in work_pools.sync(settings.load(), api_url or None, dry_run=dry_run, prune=prune, force=force):
-        print(line)
+    work_pools.sync(settings.load(), api_url or None, dry_run=dry_run, prune=prune, force=force, tag=tag or None)
 
 
 @task(help={
@@ -78,7 +83,7 @@ def profile(c, api_url="", activate=False):
 
 
 @task(help={
-    "api_url": "Prefect API to use instead of the public one, e.g. http://127.0.0.1:4200/api after a port-forward",
+    "api_url": API_URL,
     "code_dir": "where flow runs find flows/ (default: the image's copy, /opt/prefect/flows)",
 })
 def flows(c, api_url="", code_dir=""):
@@ -143,19 +148,18 @@ def secrets(c, dry_run=False):
     "prune": "delete objects the kit applied before and no longer renders (found by its labels)",
     "dry_run": "ask the API server what would change (dryRun=All) and change nothing; Secret values stay hidden",
     "force_conflicts": "take back fields another field manager (kubectl edit, another tool) has changed",
-    "timeout": "seconds to wait for the server and workers to become ready (default 300)",
+    "timeout": "seconds to wait for the server, the workers and their connection to Prefect (default 300)",
+    "api_url": API_URL,
 })
-def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, timeout=300):
-    """Apply everything rendered to the cluster and wait until the server and workers are ready."""
+def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, timeout=300, api_url=""):
+    """Apply everything, make the pools true, and wait until every worker is connected to Prefect."""
     from kit import rollout as kit_rollout, settings
 
     kit_rollout.rollout(settings.load(), tag=tag or None, restart=restart, prune=prune, dry_run=dry_run,
-                        force_conflicts=force_conflicts, timeout=timeout)
+                        force_conflicts=force_conflicts, timeout=timeout, api_url=api_url or None)
 
 
-@task(help={
-    "api_url": "Prefect API for the pools half instead of the public one, e.g. http://127.0.0.1:4200/api",
-})
+@task(help={"api_url": API_URL})
 def status(c, api_url=""):
     """Show the kit's pods and workloads, the public URL, and the work pools with their workers."""
     from kit import settings, status as kit_status
@@ -176,11 +180,11 @@ def doctor(c):
 
 @task(help={
     "no_cache": "rebuild every image layer instead of reusing cached ones",
-    "timeout": "seconds the rollout waits for the server and workers (default 300)",
-    "api_url": "Prefect API for pools and flows instead of the public one, e.g. http://127.0.0.1:4200/api",
+    "timeout": "seconds the rollout waits for the server, the workers and their connection (default 300)",
+    "api_url": API_URL,
 })
 def deploy(c, no_cache=False, timeout=300, api_url=""):
-    """Build, push, apply Secrets, roll out, sync pools, deploy flows, show status: stops at the first failure."""
+    """Build, push, apply Secrets, roll out (pools included), deploy flows, show status: stops at the first failure."""
     from kit import deploy as kit_deploy, settings
 
     kit_deploy.deploy(settings.load(), no_cache=no_cache, timeout=timeout, api_url=api_url or None)

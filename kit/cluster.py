@@ -216,6 +216,15 @@ class Cluster:
             raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
         return response.status == 201, json.loads(response.data)
 
+    def dry_run_create(self, obj: dict) -> list[str]:
+        """Ask the API server to admit a new object (schema strictly, admission plugins such as PodSecurity)
+        without storing it; returns its warnings. A refusal raises the client's ApiException."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        response = self.dynamic.request(
+            "post", resource.path(namespace=self._namespace_for(resource)), body=obj, dry_run="All",
+            query_params=[("fieldValidation", "Strict")], serialize=False, _request_timeout=REQUEST_TIMEOUT)
+        return [warning for header, warning in response.getheaders().items() if header.lower() == "warning"]
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         """One object, or None; namespaced kinds are looked up in the kit's namespace unless another is named."""
         from kubernetes.dynamic.exceptions import NotFoundError

@@ -1,4 +1,5 @@
-"""`inv deploy`: build → push → secrets → rollout → pools → flows → status, stopping at the first failure.
+"""`inv deploy`: build → push → secrets → rollout (which makes the pools true) → flows → status, stopping
+at the first failure.
 
 Each step is the same kit function its own task calls; this module only orders them and says where a
 failed deploy stopped, so the user knows which steps are already done.
@@ -17,7 +18,7 @@ from kit.settings import Settings
 def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollout.DEFAULT_TIMEOUT,
            api_url: str | None = None, out: Callable[[str], None] | None = None) -> None:
     """out None: print, and build and push draw their live progress on the terminal; else plain lines to out."""
-    from kit import flows, image, pools, status
+    from kit import flows, image, status
 
     say = out or print
     with _step("build", say):
@@ -27,12 +28,9 @@ def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollo
     with _step("secrets", say):
         rollout.secrets(settings, out=say)
     with _step("rollout", say):
-        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, out=say)
-    with _step("pools", say):
-        for line in pools.sync(settings, api_url):
-            say(line)
+        rollout.rollout(settings, tag=pushed.tag, timeout=timeout, api_url=api_url, out=say)
     with _step("flows", say):
-        flows.deploy(settings, api_url)
+        flows.deploy(settings, api_url, out=say)
     with _step("status", say):
         status.show(settings, api_url, out=say)
 

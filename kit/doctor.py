@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from kit import cluster, kinds, manifests, registry, release
+from kit import cluster, kinds, manifests, registry, release, workers
 from kit.errors import UserError
 from kit.settings import Settings
 
@@ -62,6 +62,9 @@ def rights_needed(objects: list[dict], namespace: str, namespace_exists: bool) -
               for verb in ("list", "watch", "create", "patch", "delete")]
     needed += [Right("get", "pods"), Right("list", "pods"), Right("get", "pods", subresource="log"),
                Right("list", "events"), Right("create", "pods", subresource="portforward")]
+    if any(workers.kubernetes_only(obj) for obj in objects):
+        # A kubernetes pool's job template is dry-run in the cluster before it is written (kit.admission).
+        needed += [Right("create", "jobs", "batch"), Right("create", "pods")]
     # The namespace is applied too: created when missing, else patched (its labels).
     needed.append(Right("patch", "namespaces", cluster_scoped=True, name=namespace) if namespace_exists
                   else Right("create", "namespaces", cluster_scoped=True))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from kit import ROOT, prefect_api
+from kit import ROOT, access, prefect_api
 from kit.errors import UserError
 from kit.settings import Settings
 
@@ -33,23 +34,28 @@ def declared_pools(prefect_yaml: Path) -> set[str]:
 
 
 def deploy(settings: Settings, api_url: str | None = None, code_dir: str = IMAGE_FLOWS_DIR,
-           flows_dir: Path = FLOWS_DIR) -> None:
+           flows_dir: Path = FLOWS_DIR, out: Callable[[str], None] = print) -> None:
     """Run `prefect deploy --all` in flows_dir; flow runs will find the code in code_dir."""
+    pools = declared_pools(flows_dir / "prefect.yaml")
+    with access.prefect_url(settings, api_url, out=out) as url:
+        _check_pools(settings, url, pools, flows_dir)
+        env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_KEY"}
+        env.update(prefect_api.client_env(settings, url), KIT_FLOWS_DIR=code_dir)
+        done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=flows_dir,
+                              env=env)
+    if done.returncode:
+        raise UserError(f"{flows_dir.name}/prefect.yaml: `prefect deploy --all` failed (exit {done.returncode}); "
+                        "its output above says why")
+
+
+def _check_pools(settings: Settings, url: str, pools: set[str], flows_dir: Path) -> None:
+    """Connecting first gives the kit's one-line errors (unreachable, 401) instead of a Prefect traceback."""
     from prefect.exceptions import ObjectNotFound
 
-    url = prefect_api.api_url(settings, api_url)
-    pools = declared_pools(flows_dir / "prefect.yaml")
-    # Connecting first gives the kit's one-line errors (unreachable, 401) instead of a Prefect traceback.
     with prefect_api.connect(settings, url) as client:
         for pool in sorted(pools):
             try:
                 client.read_work_pool(pool)
             except ObjectNotFound:
                 raise UserError(f"pool {pool}: named in {flows_dir.name}/prefect.yaml but not on the server; "
-                                "run `inv pools` first") from None
-    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_KEY"}
-    env.update(prefect_api.client_env(settings, url), KIT_FLOWS_DIR=code_dir)
-    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=flows_dir, env=env)
-    if done.returncode:
-        raise UserError(f"{flows_dir.name}/prefect.yaml: `prefect deploy --all` failed (exit {done.returncode}); "
-                        "its output above says why")
+                                "run `inv rollout` (or `inv pools`) first") from None

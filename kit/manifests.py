@@ -2,7 +2,8 @@
 
 The files under manifests/ stay valid for `kubectl apply -f`; rendering edits parsed objects (never
 text) and touches only what differs between deployments: namespace, image, the route (kit.routes),
-database mode, proxies, the UI choice, and a checksum of the configuration each pod consumes.
+database mode, proxies, the UI choice, a checksum of the configuration each pod consumes, and the workers
+of config/pools.yaml (kit.workers).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from kit import routes, secrets
+from kit import pool_config, routes, secrets, workers
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, POD_KINDS, ROUTE_KINDS
+from kit.pool_config import Pool
 from kit.settings import Settings
 
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
@@ -33,11 +35,13 @@ def load(directory: Path = MANIFEST_DIR) -> list[dict]:
     return objects
 
 
-def render(settings: Settings, image: str, directory: Path = MANIFEST_DIR) -> list[dict]:
-    """Everything a rollout applies for these settings, in apply order."""
+def render(settings: Settings, image: str, pools: tuple[Pool, ...] | None = None,
+           directory: Path = MANIFEST_DIR) -> list[dict]:
+    """Everything a rollout applies for these settings and pools (default: config/pools.yaml), in apply order."""
+    declared = pool_config.load() if pools is None else pools
     checked_in = [obj for folder in routes.folders(directory, settings) for obj in load(folder)]
     objects = [obj for obj in copy.deepcopy(checked_in) if routes.wanted(obj, settings)]
-    objects += secrets.render_secrets(settings)
+    objects = workers.expand(objects, declared, settings.namespace) + secrets.render_secrets(settings)
     for obj in objects:
         _render_object(obj, settings, image)
     configuration = [obj for obj in objects if obj["kind"] in ("Secret", "ConfigMap")]
@@ -50,8 +54,9 @@ def render(settings: Settings, image: str, directory: Path = MANIFEST_DIR) -> li
 
 
 def render_config(settings: Settings, directory: Path = MANIFEST_DIR) -> list[dict]:
-    """Only the Namespace and the Secrets, what `inv secrets` applies: no image is needed for them."""
-    return [obj for obj in render(settings, image="", directory=directory) if obj["kind"] in ("Namespace", "Secret")]
+    """Only the Namespace and the Secrets, what `inv secrets` applies: neither image nor pools are needed for them."""
+    return [obj for obj in render(settings, image="", pools=(), directory=directory)
+            if obj["kind"] in ("Namespace", "Secret")]
 
 
 def _render_object(obj: dict, settings: Settings, image: str) -> None:
@@ -61,7 +66,7 @@ def _render_object(obj: dict, settings: Settings, image: str) -> None:
         return
     metadata["namespace"] = settings.namespace
     if kind in POD_KINDS:
-        _render_pod(obj["spec"]["template"]["spec"], settings, image)
+        render_pod(obj["spec"]["template"]["spec"], settings, image)
         if kind == "StatefulSet" and settings.uses_external_database:
             _drop_data_volume(obj["spec"])
     elif kind in ROUTE_KINDS:
@@ -70,7 +75,8 @@ def _render_object(obj: dict, settings: Settings, image: str) -> None:
         routes.admit_route(obj["spec"], settings)
 
 
-def _render_pod(pod: dict, settings: Settings, image: str) -> None:
+def render_pod(pod: dict, settings: Settings, image: str) -> None:
+    """What every pod of the kit gets, flow-run pods too: the image, the pull Secret, the proxies."""
     if settings.has_registry_credentials:
         pod["imagePullSecrets"] = [{"name": secrets.PULL}]
     proxies = secrets.proxy_keys(settings)

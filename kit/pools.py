@@ -1,174 +1,40 @@
-"""Work pools and queues from config/pools.yaml: the file's schema, the plan (a pure diff of declared
-against live), applying it through the Prefect client, and the Prefect half of `inv status`.
+"""Work pools and queues on the Prefect server: the plan (a pure diff of config/pools.yaml against what
+the API holds), applying it through the Prefect client, `inv pools`, and the Prefect half of `inv status`.
 
-Reading and planning are pure functions over plain dataclasses; only `read_live`, `apply`, `sync`
-and `status` talk to the API.
+A kubernetes pool's base job template is part of the plan: the kit's (kit.job_template, with the image
+the workers run), written only after the cluster has admitted what it makes (kit.admission).
+Planning is pure over plain dataclasses; `read_live`, `apply`, `write`, `sync` and `status` talk to
+the API.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
+import json
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from kit import ROOT, prefect_api
+from kit import ROOT, access, prefect_api
 from kit.errors import UserError
+from kit.pool_config import POOLS_FILE, POOLS_PATH, Pool, Queue, load
 from kit.settings import WORKER_PREFIX, Settings
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import WorkPool
     from prefect.client.orchestration import SyncPrefectClient
 
-POOLS_PATH = ROOT / "config" / "pools.yaml"
-# How messages name the file.
-POOLS_FILE = "config/pools.yaml"
-POOL_TYPES = ("process",)
-_POOL_KEYS = ("name", "type", "concurrency_limit", "paused", "queues")
-_QUEUE_KEYS = ("name", "priority", "concurrency_limit", "description")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# Each queue gets a worker Deployment `prefect-worker-<queue>`, and a Deployment name is a DNS label.
-MAX_QUEUE_NAME = 63 - len(WORKER_PREFIX)
+    from kit.cluster import Cluster
 
-
-@dataclass(frozen=True)
-class Queue:
-    name: str
-    # None: not managed; Prefect gives a new queue the first free priority.
-    priority: int | None = None
-    concurrency_limit: int | None = None
-    # The server stores no description as "" and refuses null.
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Pool:
-    name: str
-    type: str
-    concurrency_limit: int | None = None
-    paused: bool = False
-    queues: tuple[Queue, ...] = ()
-
-
-def load(path: Path = POOLS_PATH) -> tuple[Pool, ...]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; it declares the work pools (see the README, `inv pools`)") from None
-    return parse(text, source=POOLS_FILE if path == POOLS_PATH else str(path))
-
-
-def parse(text: str, source: str = POOLS_FILE) -> tuple[Pool, ...]:
-    """Validate the pools file; every problem becomes one line of the UserError."""
-    import yaml
-
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{source}{where}: not valid YAML ({getattr(error, 'problem', error)}); fix the syntax") from None
-    if not isinstance(document, dict) or not isinstance(document.get("pools"), list) or not document["pools"]:
-        raise UserError(f"{source}: must be a mapping with a non-empty list `pools:` (see the README, `inv pools`)")
-    problems = _unknown_keys(document, ("pools",), source)
-    pools = [pool for index, raw in enumerate(document["pools"]) if (pool := _parse_pool(raw, source, index, problems))]
-    problems += [f"{source}: pool {name!r} declared twice; keep one" for name in _repeated(p.name for p in pools)]
-    if problems:
-        raise UserError(*problems)
-    return tuple(pools)
-
-
-def _parse_pool(raw: Any, source: str, index: int, problems: list[str]) -> Pool | None:
-    where = f"{source}: pools[{index}]"
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a mapping with name, type and queues")
-        return None
-    name = raw.get("name")
-    if _check_name(name, 63, where, problems):
-        where = f"{source}: pool {name!r}"
-        if name.startswith("prefect"):
-            problems.append(f"{where}: Prefect reserves names starting with 'prefect'; choose another name")
-    problems += _unknown_keys(raw, _POOL_KEYS, where)
-    pool_type = raw.get("type")
-    if pool_type not in POOL_TYPES:
-        problems.append(f"{where}: type {pool_type!r} is not supported; use one of {', '.join(POOL_TYPES)}")
-    limit = _limit(raw.get("concurrency_limit"), where, problems)
-    paused = raw.get("paused", False)
-    if not isinstance(paused, bool):
-        problems.append(f"{where}: paused must be true or false, not {paused!r}")
-    raw_queues = raw.get("queues") or []
-    if not isinstance(raw_queues, list):
-        problems.append(f"{where}: queues must be a list of mappings with a name")
-        raw_queues = []
-    queues = [queue for index, item in enumerate(raw_queues) if (queue := _parse_queue(item, where, index, problems))]
-    problems += [f"{where}: queue {name!r} declared twice; keep one" for name in _repeated(q.name for q in queues)]
-    # Prefect keeps priorities unique in a pool by moving the others down: a shared one would flip every run.
-    problems += [f"{where}: priority {priority} given to two queues; give each queue its own"
-                 for priority in _repeated(q.priority for q in queues if q.priority is not None)]
-    if not isinstance(name, str) or pool_type not in POOL_TYPES:
-        return None
-    return Pool(name, pool_type, limit, paused is True, tuple(queues))
-
-
-def _parse_queue(raw: Any, pool_where: str, index: int, problems: list[str]) -> Queue | None:
-    where = f"{pool_where}, queues[{index}]"
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a mapping with a name")
-        return None
-    name = raw.get("name")
-    if _check_name(name, MAX_QUEUE_NAME, where, problems):
-        where = f"{pool_where}, queue {name!r}"
-    problems += _unknown_keys(raw, _QUEUE_KEYS, where)
-    priority = raw.get("priority")
-    if priority is not None and (not _is_int(priority) or priority < 1):
-        problems.append(f"{where}: priority must be a whole number from 1 (the highest), not {priority!r}")
-        priority = None
-    limit = _limit(raw.get("concurrency_limit"), where, problems)
-    description = "" if raw.get("description") is None else raw["description"]
-    if not isinstance(description, str):
-        problems.append(f"{where}: description must be text, not {description!r}")
-    if not isinstance(name, str):
-        return None
-    return Queue(name, priority, limit, description)
-
-
-def _check_name(name: Any, longest: int, where: str, problems: list[str]) -> bool:
-    if isinstance(name, str) and _NAME.match(name) and len(name) <= longest:
-        return True
-    problems.append(f"{where}: name {name!r} must be lowercase letters, digits and '-', at most {longest} characters")
-    return False
-
-
-def _limit(value: Any, where: str, problems: list[str]) -> int | None:
-    if value is None or (_is_int(value) and value >= 0):
-        return value
-    problems.append(f"{where}: concurrency_limit must be a whole number ≥ 0, or null for no limit, not {value!r}")
-    return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _unknown_keys(raw: dict, allowed: tuple[str, ...], where: str) -> list[str]:
-    problems = []
-    for key in raw:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            fix = f"did you mean {hint[0]}?" if hint else f"allowed: {', '.join(allowed)}"
-            problems.append(f"{where}: unknown key {key!r}; {fix}")
-    return problems
-
-
-def _repeated(values: Iterable[Any]) -> list[Any]:
-    seen: set[Any] = set()
-    repeated = []
-    for value in values:
-        if value in seen:
-            repeated.append(value)
-        seen.add(value)
-    return repeated
+Out = Callable[[str], None]
+DEFAULT_TEMPLATE_CACHE = ROOT / ".kit"
+# Called with a pool's name and the template about to be written; raises UserError to stop the write.
+Admit = Callable[[str, dict], None]
+TEMPLATE = "base_job_template"
+# How many changed places of a template a line names before it says "and N more".
+SHOWN_PATHS = 3
 
 
 # --- What the API holds ---------------------------------------------------------------------------
@@ -203,13 +69,16 @@ class LivePool:
     status: str = ""
     queues: tuple[LiveQueue, ...] = ()
     workers: tuple[LiveWorker, ...] = ()
+    base_job_template: dict | None = None
+    # Counted only with --force: a pool of the wrong type is recreated only without scheduled runs.
+    scheduled_runs: int = 0
 
 
 # --- The plan ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Change:
-    action: str  # create | update | unchanged | delete | undeclared
+    action: str  # create | recreate | update | unchanged | delete | undeclared
     pool: str
     queue: str = ""  # empty for a change of the pool itself
     differences: tuple[tuple[str, Any, Any], ...] = ()  # (field, live, declared)
@@ -221,33 +90,57 @@ class Change:
         return f"queue {self.pool}/{self.queue}" if self.queue else f"pool {self.pool}"
 
     def describe(self, dry_run: bool = False) -> str:
-        done = {"create": "created", "update": "updated", "delete": "deleted"}
+        done = {"create": "created", "recreate": "recreated", "update": "updated", "delete": "deleted"}
         if self.action == "unchanged":
             return f"unchanged {self.subject}"
         if self.action == "undeclared":
             return f"kept {self.subject}: not in {POOLS_FILE} (`inv pools --prune` deletes it)"
         verb = f"would {self.action}" if dry_run else done[self.action]
-        details = ", ".join(f"{name} {live!r} → {want!r}" for name, live, want in self.differences)
+        details = ", ".join(_difference(name, live, want) for name, live, want in self.differences)
         return f"{verb} {self.subject}" + (f": {details}" if details else "")
 
 
-def plan(declared: tuple[Pool, ...], live: dict[str, LivePool], prune: bool = False,
-         force: bool = False) -> list[Change]:
-    """What it takes to make the declared pools true; raises when it cannot be done safely."""
+def _difference(name: str, live: Any, want: Any) -> str:
+    if name != TEMPLATE:
+        return f"{name} {live!r} → {want!r}"
+    paths = changed_paths(live or {}, want)
+    more = f" and {len(paths) - SHOWN_PATHS} more" if len(paths) > SHOWN_PATHS else ""
+    return f"base job template ({', '.join(paths[:SHOWN_PATHS])}{more})"
+
+
+def changed_paths(old: Any, new: Any, path: str = "") -> list[str]:
+    """Where two JSON documents differ, as dotted paths with list indexes."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [found for key in sorted(old.keys() | new.keys(), key=str)
+                for found in changed_paths(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [found for index, (a, b) in enumerate(zip(old, new)) for found in changed_paths(a, b, f"{path}[{index}]")]
+    return [] if old == new else [path]
+
+
+def plan(declared: tuple[Pool, ...], live: dict[str, LivePool], templates: dict[str, dict] | None = None,
+         prune: bool = False, force: bool = False) -> list[Change]:
+    """What it takes to make the declared pools true (and the kubernetes pools' templates, by pool name);
+    raises when it cannot be done safely."""
+    templates = templates or {}
     changes: list[Change] = []
     problems: list[str] = []
     for pool in declared:
         current = live.get(pool.name)
-        if current is None:
-            changes.append(Change("create", pool.name, declared=pool))
+        if current is not None and current.type != pool.type:
+            problem = _retype(pool, current, force)
+            if problem:
+                problems.append(problem)
+                continue
+        if current is None or current.type != pool.type:
+            changes.append(Change("create" if current is None else "recreate", pool.name, declared=pool))
             changes += [Change("create", pool.name, queue.name, declared=queue) for queue in pool.queues]
             continue
-        if current.type != pool.type:
-            problems.append(
-                f"pool {pool.name}: exists with type {current.type!r} but {POOLS_FILE} declares {pool.type!r}, and "
-                f"Prefect cannot change a pool's type; delete it (`prefect work-pool delete {pool.name}`) or rename it")
-            continue
-        changes.append(_compare(pool.name, "", current, pool, ("concurrency_limit", "paused")))
+        pool_change = _compare(pool.name, "", current, pool, ("concurrency_limit", "paused"))
+        if pool.name in templates and current.base_job_template != templates[pool.name]:
+            pool_change = Change("update", pool.name, differences=pool_change.differences + (
+                (TEMPLATE, current.base_job_template, templates[pool.name]),), declared=pool)
+        changes.append(pool_change)
         queues = {queue.name: queue for queue in current.queues}
         for queue in pool.queues:
             if queue.name in queues:
@@ -272,6 +165,19 @@ def plan(declared: tuple[Pool, ...], live: dict[str, LivePool], prune: bool = Fa
     return changes
 
 
+def _retype(pool: Pool, current: LivePool, force: bool) -> str | None:
+    """Why a pool of another type cannot be recreated with the declared one; None when it may be."""
+    where = (f"pool {pool.name}: exists with type {current.type!r} but {POOLS_FILE} declares {pool.type!r}, and "
+             "Prefect cannot change a pool's type")
+    if not force:
+        return (f"{where}; give the pool a new name in {POOLS_FILE} (and in flows/prefect.yaml), or run `inv pools "
+                "--force` to delete and recreate it with its queues (only while it has no scheduled flow runs)")
+    if current.scheduled_runs:
+        return (f"{where}, and it has {current.scheduled_runs} scheduled flow runs, so --force keeps it; cancel "
+                "them, or give the pool a new name")
+    return None
+
+
 def _compare(pool: str, queue: str, live: LivePool | LiveQueue, declared: Pool | Queue,
              managed: tuple[str, ...]) -> Change:
     differences = tuple((name, getattr(live, name), getattr(declared, name)) for name in managed
@@ -280,7 +186,14 @@ def _compare(pool: str, queue: str, live: LivePool | LiveQueue, declared: Pool |
     return Change("update" if differences else "unchanged", pool, queue, differences, declared, queue_id)
 
 
-# --- The edges: read, apply, sync, status -------------------------------------------------------------
+def templates_written(changes: list[Change], templates: dict[str, dict]) -> dict[str, dict]:
+    """The templates the changes would write, by pool name."""
+    return {change.pool: templates[change.pool] for change in changes
+            if not change.queue and change.pool in templates and (
+                change.action in ("create", "recreate") or any(name == TEMPLATE for name, _, _ in change.differences))}
+
+
+# --- The edges: read, apply, write, sync, status ------------------------------------------------------
 
 def read_live(client: "SyncPrefectClient", names: Iterable[str] | None = None, details: bool = False,
               count_scheduled: bool = False) -> dict[str, LivePool]:
@@ -296,53 +209,65 @@ def read_live(client: "SyncPrefectClient", names: Iterable[str] | None = None, d
                 pools.append(client.read_work_pool(name))
             except ObjectNotFound:
                 pass
-    live = {}
-    for pool in pools:
-        queues = tuple(_live_queue(client, queue, details, count_scheduled)
-                       for queue in client.read_work_queues(work_pool_name=pool.name))
-        workers = tuple(LiveWorker(worker.name, worker.status.value == "ONLINE", worker.last_heartbeat_time)
-                        for worker in client.read_workers_for_work_pool(pool.name)) if details else ()
-        live[pool.name] = LivePool(pool.name, pool.type, pool.concurrency_limit, pool.is_paused,
-                                   str(pool.default_queue_id), pool.status.value if pool.status else "",
-                                   queues, workers)
-    return live
+    return {pool.name: _live_pool(client, pool, details, count_scheduled) for pool in pools}
+
+
+def _live_pool(client: "SyncPrefectClient", pool: "WorkPool", details: bool, count_scheduled: bool) -> LivePool:
+    queues = tuple(_live_queue(client, queue, details, count_scheduled)
+                   for queue in client.read_work_queues(work_pool_name=pool.name))
+    workers = tuple(read_workers(client, pool.name)) if details else ()
+    scheduled = _scheduled_runs(client, pool=pool.name) if count_scheduled else 0
+    return LivePool(pool.name, pool.type, pool.concurrency_limit, pool.is_paused, str(pool.default_queue_id),
+                    pool.status.value if pool.status else "", queues, workers, pool.base_job_template, scheduled)
+
+
+def read_workers(client: "SyncPrefectClient", pool: str) -> list[LiveWorker]:
+    return [LiveWorker(worker.name, worker.status.value == "ONLINE", worker.last_heartbeat_time)
+            for worker in client.read_workers_for_work_pool(pool)]
 
 
 def _live_queue(client: "SyncPrefectClient", queue: Any, details: bool, count_scheduled: bool) -> LiveQueue:
     late_runs = client.read_work_queue_status(queue.id).late_runs_count if details else 0
-    scheduled = _scheduled_runs(client, queue.id) if count_scheduled else 0
+    scheduled = _scheduled_runs(client, queue_id=queue.id) if count_scheduled else 0
     status = queue.status.value if queue.status else ""
     return LiveQueue(queue.name, str(queue.id), queue.priority, queue.concurrency_limit, queue.description or "",
                      status, late_runs, scheduled)
 
 
-def _scheduled_runs(client: "SyncPrefectClient", queue_id: str) -> int:
+def _scheduled_runs(client: "SyncPrefectClient", queue_id: str = "", pool: str = "") -> int:
     from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
-                                                WorkQueueFilter, WorkQueueFilterId)
+                                                WorkPoolFilter, WorkPoolFilterName, WorkQueueFilter,
+                                                WorkQueueFilterId)
     from prefect.client.schemas.objects import StateType
 
-    return client.count_flow_runs(
-        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
-        work_queue_filter=WorkQueueFilter(id=WorkQueueFilterId(any_=[queue_id])),
-    )
+    scheduled = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])))
+    if pool:
+        return client.count_flow_runs(flow_run_filter=scheduled,
+                                      work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
+    return client.count_flow_runs(flow_run_filter=scheduled,
+                                  work_queue_filter=WorkQueueFilter(id=WorkQueueFilterId(any_=[queue_id])))
 
 
-def apply(client: "SyncPrefectClient", changes: list[Change]) -> None:
+def apply(client: "SyncPrefectClient", changes: list[Change], templates: dict[str, dict] | None = None) -> None:
     """Make the writes the plan asks for: pools first, then queues, then deletions."""
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.workers.base import BaseWorker
 
+    templates = templates or {}
     for change in changes:
-        if change.queue or change.action not in ("create", "update"):
+        if change.queue or change.action not in ("create", "recreate", "update"):
             continue
         pool = change.declared
-        if change.action == "create":
-            # The worker type's own job template, as `prefect work-pool create --type` uses.
-            template = BaseWorker.get_worker_class_from_type(pool.type).get_default_base_job_template()
-            client.create_work_pool(WorkPoolCreate(name=pool.name, type=pool.type, base_job_template=template,
-                                                   concurrency_limit=pool.concurrency_limit, is_paused=pool.paused))
-        else:
+        if change.action == "update":
             client.update_work_pool(pool.name, WorkPoolUpdate(**_renamed(change.differences)))
+            continue
+        if change.action == "recreate":
+            client.delete_work_pool(pool.name)
+        # The kit's template, or the worker type's own, as `prefect work-pool create --type` uses.
+        template = templates.get(pool.name) or \
+            BaseWorker.get_worker_class_from_type(pool.type).get_default_base_job_template()
+        client.create_work_pool(WorkPoolCreate(name=pool.name, type=pool.type, base_job_template=template,
+                                               concurrency_limit=pool.concurrency_limit, is_paused=pool.paused))
     # Setting priority p moves the queues holding p or more down by one; going in ascending order of the
     # declared priorities never moves a queue set earlier, so one run converges.
     queue_writes = sorted((c for c in changes if c.queue and c.action in ("create", "update")),
@@ -364,33 +289,116 @@ def _renamed(differences: tuple[tuple[str, Any, Any], ...]) -> dict[str, Any]:
     return {api_names.get(name, name): want for name, _, want in differences}
 
 
-def sync(settings: Settings, api_url: str | None = None, dry_run: bool = False, prune: bool = False,
-         force: bool = False, path: Path = POOLS_PATH) -> list[str]:
-    """`inv pools`: make the declared pools and queues true; one line per object."""
-    declared = load(path)
-    url = prefect_api.api_url(settings, api_url)
-    with prefect_api.connect(settings, url) as client:
-        live = read_live(client, [pool.name for pool in declared], count_scheduled=prune)
-        changes = plan(declared, live, prune=prune, force=force)
-        if not dry_run:
-            apply(client, changes)
+def write(client: "SyncPrefectClient", declared: tuple[Pool, ...], templates: dict[str, dict], *,
+          admit: Admit | None = None, dry_run: bool = False, prune: bool = False, force: bool = False) -> list[str]:
+    """Plan and apply (unless dry_run) on a connected client; each template is admitted before anything is
+    written. One line per object."""
+    live = read_live(client, [pool.name for pool in declared], count_scheduled=prune or force)
+    changes = plan(declared, live, templates, prune=prune, force=force)
+    if admit is not None:
+        for name, template in templates_written(changes, templates).items():
+            admit(name, template)
+    if not dry_run:
+        apply(client, changes, templates)
     return [change.describe(dry_run) for change in changes]
 
 
-def status(settings: Settings, api_url: str | None = None) -> list[str]:
-    """The Prefect half of `inv status`: lines to print, also when the API cannot be reached."""
+def sync(settings: Settings, api_url: str | None = None, *, dry_run: bool = False, prune: bool = False,
+         force: bool = False, tag: str | None = None, path: Path = POOLS_PATH, out: Out = print) -> None:
+    """`inv pools`: make the declared pools, queues and job templates true; one line per object.
+
+    A kubernetes pool's template carries the image of its workers in the cluster (or of --tag), and is
+    admitted by the cluster before it is written; without a kubernetes pool no cluster is needed, unless
+    the public URL does not answer and the way to Prefect is a port-forward.
+    """
+    from kit import admission, cluster
+
+    declared = load(path)
+    kubernetes = [pool for pool in declared if pool.type == "kubernetes"]
+    with ExitStack() as stack:
+        k, templates, admit = None, {}, None
+        if kubernetes:
+            k = stack.enter_context(cluster.connect(settings))
+            templates = kubernetes_templates(settings, declared, live_images(k, kubernetes, tag, settings))
+            admit = lambda name, template: admission.check(k, name, template, out)  # noqa: E731
+        url = stack.enter_context(access.prefect_url(settings, api_url, k, out))
+        client = stack.enter_context(prefect_api.connect(settings, url))
+        for line in write(client, declared, templates, admit=admit, dry_run=dry_run, prune=prune, force=force):
+            out(line)
+
+
+def kubernetes_templates(settings: Settings, declared: tuple[Pool, ...], images: dict[str, str]) -> dict[str, dict]:
+    """The base job template of each kubernetes pool, for the image its flow runs get (by pool name)."""
+    from kit import job_template, manifests, workers
+
+    default = default_template()
+    template = workers.template(manifests.load())
+    return {pool.name: job_template.render(default, pool, settings, images[pool.name], template)
+            for pool in declared if pool.type == "kubernetes"}
+
+
+def default_template(cache: Path = DEFAULT_TEMPLATE_CACHE) -> dict:
+    """`prefect work-pool get-default-base-job-template --type kubernetes`, from the installed packages.
+
+    Importing prefect-kubernetes costs more than the rest of a no-change `inv pools`, and its answer depends
+    only on what is installed: it is kept in .kit/, under the versions it was made with.
+    """
+    from importlib.metadata import version
+
+    installed = "-".join(version(package) for package in ("prefect-kubernetes", "prefect", "pydantic"))
+    path = cache / f"kubernetes-job-template-{installed}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        pass
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    template = KubernetesWorker.get_default_base_job_template()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(template))
+    return template
+
+
+def live_images(k: "Cluster", pools: list[Pool], tag: str | None, settings: Settings) -> dict[str, str]:
+    """The image each kubernetes pool's Jobs get: --tag's, else what its worker Deployments run."""
+    from kit import release
+
+    if tag:
+        image = release.image_for(settings.image_repository, tag).reference
+        return {pool.name: image for pool in pools}
+    running = {item["metadata"]["name"]: item["spec"]["template"]["spec"]["containers"][0]["image"]
+               for item in k.objects("apps/v1", "Deployment")[0]}
+    images = {}
+    for pool in pools:
+        found = [running[WORKER_PREFIX + queue.name] for queue in pool.queues if WORKER_PREFIX + queue.name in running]
+        if not found:
+            raise UserError(f"pool {pool.name}: none of its workers runs in namespace {k.namespace}, so there is no "
+                            "image for its job template; `inv rollout` makes the pools itself, or pass --tag")
+        images[pool.name] = found[0]
+    return images
+
+
+def status(settings: Settings, api_url: str | None = None, k: "Cluster | None" = None,
+           pods: set[str] | None = None) -> list[str]:
+    """The Prefect half of `inv status`: lines to print, also when the API cannot be reached. `pods`: the
+    names of the kit's worker pods, to tell a replaced worker's leftover entry from a live one."""
+    lines: list[str] = []
     try:
         declared = load()
-        url = prefect_api.api_url(settings, api_url)
-        # Two quick probes: status reports what it sees instead of waiting for a server to come up.
-        with prefect_api.connect(settings, url, attempts=2, first_delay=0.5) as client:
+        with ExitStack() as stack:
+            if k is not None:
+                stack.enter_context(k)
+            url = stack.enter_context(access.prefect_url(settings, api_url, k, lines.append))
+            # Two quick probes: status reports what it sees instead of waiting for a server to come up.
+            client = stack.enter_context(prefect_api.connect(settings, url, attempts=2, first_delay=0.5))
             live = read_live(client, details=True)
     except UserError as error:
-        return [f"prefect: {problem}" for problem in error.problems]
-    return status_lines(declared, live, datetime.now(timezone.utc))
+        return lines + [f"prefect: {problem}" for problem in error.problems]
+    return lines + status_lines(declared, live, datetime.now(timezone.utc), pods)
 
 
-def status_lines(declared: tuple[Pool, ...], live: dict[str, LivePool], now: datetime) -> list[str]:
+def status_lines(declared: tuple[Pool, ...], live: dict[str, LivePool], now: datetime,
+                 pods: set[str] | None = None) -> list[str]:
     lines = []
     for name in [pool.name for pool in declared if pool.name not in live]:
         lines.append(f"pool {name}: missing (declared in {POOLS_FILE}); run `inv pools`")
@@ -404,7 +412,12 @@ def status_lines(declared: tuple[Pool, ...], live: dict[str, LivePool], now: dat
             lines.append("  workers: none has polled this pool yet")
         for worker in pool.workers:
             seen = _ago(worker.last_heartbeat, now)
-            lines.append(f"  worker {worker.name}: {'online' if worker.online else 'offline'}, last heartbeat {seen}")
+            if pods is not None and worker.name not in pods:
+                # Prefect keeps a stopped worker ONLINE until its heartbeats are overdue (~90 s).
+                state = "stale (its pod is gone)"
+            else:
+                state = "online" if worker.online else "offline"
+            lines.append(f"  worker {worker.name}: {state}, last heartbeat {seen}")
     return lines
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from kit.errors import UserError
-from kit.settings import SERVER_NAME, SERVER_PORT, Settings
+from kit.settings import SERVER_PORT, Settings
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -51,10 +51,10 @@ def api_key_warning(environ: Mapping[str, str]) -> str | None:
             "the kit does not send it; unset it")
 
 
-def port_forward_hint(settings: Settings) -> str:
-    return (f"if the route or DNS is not ready yet (or ROUTE=none), run `kubectl -n {settings.namespace} "
-            f"port-forward svc/{SERVER_NAME} {SERVER_PORT}:{SERVER_PORT}` in another terminal and pass "
-            f"--api-url http://127.0.0.1:{SERVER_PORT}/api")
+def unreachable_hint(settings: Settings) -> str:
+    public = f"{settings.public_api_url} when it answers, else " if settings.has_route else ""
+    return (f"is the server running (`inv status`)? Without --api-url the kit uses {public}a port-forward to "
+            "the server pod")
 
 
 @contextmanager
@@ -87,9 +87,9 @@ def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
                 ) from None
             if error.response.status_code < 500:
                 raise
-            raise UserError(f"Prefect API {url}: {_describe(error)} midway; run the command again") from None
+            raise UserError(f"Prefect API {url}: {describe(error)} midway; run the command again") from None
         except httpx.TransportError as error:
-            raise UserError(f"Prefect API {url}: {_describe(error)} midway; run the command again") from None
+            raise UserError(f"Prefect API {url}: {describe(error)} midway; run the command again") from None
 
 
 def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay: float) -> None:
@@ -108,11 +108,11 @@ def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay
             if attempt < attempts:
                 time.sleep(delay)
                 delay *= 2
-    raise UserError(f"Prefect API {url}: unreachable after {attempts} attempts ({_describe(error)}); "
-                    + port_forward_hint(settings))
+    raise UserError(f"Prefect API {url}: unreachable after {attempts} attempts ({describe(error)}); "
+                    + unreachable_hint(settings))
 
 
-def _describe(error: Exception) -> str:
+def describe(error: Exception) -> str:
     response = getattr(error, "response", None)
     if response is not None:
         return f"{response.request.url.path} answered HTTP {response.status_code}"

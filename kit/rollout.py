@@ -1,5 +1,9 @@
 """`inv secrets` and `inv rollout`: apply the rendered objects, then wait as `kubectl rollout status` does.
 
+A rollout goes: the namespace and the accounts; a dry run of what each kubernetes pool's job template makes
+(kit.admission); everything but the workers; wait for the server; the pools, queues and templates through
+Prefect; the workers; wait for them; wait until Prefect shows every worker pod ONLINE.
+
 The waiting is split the way kubectl splits it: one pure status viewer per kind (an object in, a message
 and done out, Stalled when it will never get there), and one watch loop that knows nothing about kinds.
 When a workload does not get ready, the pods say why: their waiting reason, events and last log lines.
@@ -7,20 +11,28 @@ When a workload does not get ready, the pods say why: their waiting reason, even
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
-from kit import cluster, release, routes
+from kit import cluster, release, routes, workers
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
+from kit.pool_config import Pool
 from kit.settings import SERVER_NAME, Settings
 
 Out = Callable[[str], None]
 DEFAULT_TIMEOUT = 300
 EVENT_LINES = 5
 LOG_LINES = 20
+# Seconds between two looks at Prefect's worker list while waiting for workers to connect.
+CONNECT_POLL = 1.0
+# What the job templates' admission check needs in the cluster: applied before it, and before anything else.
+ADMISSION_NEEDS = ("Namespace", "ServiceAccount")
 # Waiting reasons that mean "still starting", not "stuck".
 _STARTING = ("ContainerCreating", "PodInitializing")
 
@@ -107,33 +119,56 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
 
 def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False, prune: bool = False,
             dry_run: bool = False, force_conflicts: bool = False, timeout: float = DEFAULT_TIMEOUT,
-            out: Out = print) -> None:
-    """Apply everything rendered, prune what is no longer rendered, and wait until the workloads are ready."""
-    from kit import manifests
+            api_url: str | None = None, pools: tuple[Pool, ...] | None = None,
+            prefect: OpenPrefect | None = None, out: Out = print) -> None:
+    """Apply everything rendered in the order that keeps flow runs safe, and wait until every worker is
+    connected: the server first, then the pools (with the job templates of this image) through Prefect,
+    then the workers, so that no worker ever starts on a pool that is missing or has an old template.
 
-    objects = manifests.render(settings, image_reference(settings, tag))
+    `pools` defaults to config/pools.yaml, `prefect` to the real Prefect API (reached by kit.access).
+    """
+    from kit import admission, manifests, pool_config
+
+    declared = pool_config.load() if pools is None else pools
+    image = image_reference(settings, tag)
+    objects = manifests.render(settings, image, declared)
+    templates = kubernetes_templates(settings, declared, image)
+    open_prefect = prefect or functools.partial(prefect_session, settings, api_url)
     with cluster.connect(settings) as k:
         check_served(k, objects)
         live, unserved = live_objects(k)
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
             manifests.check_database_mode(server, manifests.find(objects, "StatefulSet", SERVER_NAME))
-        applied = apply_objects(k, objects, live, dry_run=dry_run, force_conflicts=force_conflicts, out=out)
-        if prune:
-            for kind in unserved:
-                out(cluster.unserved_line(kind))
-        # A route of an earlier render (another ROUTE, the former two Ingresses) would serve the same host.
-        prune_stale(k, objects, live if prune else {key: obj for key, obj in live.items() if key[0] in ROUTE_KINDS},
-                    dry_run=dry_run, out=out)
         if dry_run:
+            apply_objects(k, objects, live, dry_run=True, force_conflicts=force_conflicts, out=out)
+            if ("Namespace", k.namespace) in live:
+                for name, template in templates.items():
+                    admission.check(k, name, template, out)
+            _prune(k, objects, live, unserved, prune=prune, dry_run=True, out=out)
+            out("pools: not written in a dry run (`inv pools --dry-run` compares them)")
             return
-        workloads = [obj for obj in applied if obj["kind"] in VIEWERS]
-        if restart:
-            stamp = cluster.now()
-            workloads = [k.restart(obj, stamp) for obj in workloads]
-            for obj in workloads:
-                out(f"{describe(obj)} restarted")
-        wait(k, workloads, timeout, out)
+        # The flow runs' Job and Pod are dry-run in the namespace, as the flow-run account (which a real API
+        # server's ServiceAccount admission wants to exist), before anything else is applied.
+        ahead = [obj for obj in objects if obj["kind"] in ADMISSION_NEEDS]
+        rest = [obj for obj in objects if obj["kind"] not in ADMISSION_NEEDS and not workers.is_template(obj)]
+        workers_last = [obj for obj in objects if workers.is_template(obj)]
+        applied = apply_objects(k, ahead, live, force_conflicts=force_conflicts, out=out)
+        for name, template in templates.items():
+            admission.check(k, name, template, out)
+        applied += apply_objects(k, rest, live, force_conflicts=force_conflicts, out=out)
+        _prune(k, objects, live, unserved, prune=prune, dry_run=False, out=out)
+        # --timeout covers the waiting: for the server, the pools, the workers and their connection.
+        deadline = time.monotonic() + timeout
+        servers = _restarted(k, [obj for obj in applied if obj["kind"] in VIEWERS], restart, out)
+        wait(k, servers, timeout, out, deadline)
+        with open_prefect(k, out) as session:
+            for line in session.sync(declared, templates):
+                out(line)
+            deployed = apply_objects(k, workers_last, live, force_conflicts=force_conflicts, out=out)
+            deployed = _restarted(k, deployed, restart, out)
+            wait(k, deployed, timeout, out, deadline)
+            wait_connected(k, session, deployed, deadline, timeout, out)
     out(f"ready: {routes.where(settings)}")
 
 
@@ -143,6 +178,113 @@ def check_served(k: Cluster, objects: list[dict]) -> None:
         if kind.optional and not k.serves(kind):
             raise UserError(f"ROUTE: this cluster does not serve {kind.name} ({kind.api_version}): Gateway API is "
                             "not installed; ask for it, or set ROUTE=ingress")
+
+
+def kubernetes_templates(settings: Settings, declared: tuple[Pool, ...], image: str) -> dict[str, dict]:
+    """The job template of each kubernetes pool, for the image being rolled out."""
+    from kit import pools
+
+    if not any(pool.type == "kubernetes" for pool in declared):
+        return {}
+    return pools.kubernetes_templates(settings, declared, {pool.name: image for pool in declared})
+
+
+def _restarted(k: Cluster, workloads: list[dict], restart: bool, out: Out) -> list[dict]:
+    if not restart:
+        return workloads
+    stamp = cluster.now()
+    restarted = [k.restart(obj, stamp) for obj in workloads]
+    for obj in restarted:
+        out(f"{describe(obj)} restarted")
+    return restarted
+
+
+def _prune(k: Cluster, objects: list[dict], live: dict, unserved: list, *, prune: bool, dry_run: bool,
+           out: Out) -> None:
+    """With --prune, what the kit applied before and no longer renders; always, a route of an earlier render
+    (another ROUTE, the former two Ingresses), which would serve the same host. After the new route exists."""
+    if prune:
+        for kind in unserved:
+            out(cluster.unserved_line(kind))
+    prune_stale(k, objects, live if prune else {key: obj for key, obj in live.items() if key[0] in ROUTE_KINDS},
+                dry_run=dry_run, out=out)
+
+
+# --- Through Prefect: the pools, and whether the workers are connected --------------------------------
+
+class PrefectSession(Protocol):
+    def sync(self, declared: tuple[Pool, ...], templates: dict[str, dict]) -> list[str]:
+        """Make the pools, queues and templates true; one line per object."""
+
+    def workers(self, pool: str) -> list[workers.Seen]:
+        """The workers Prefect lists for a pool."""
+
+
+OpenPrefect = Callable[[Cluster, Out], AbstractContextManager[PrefectSession]]
+
+
+class _Session:
+    def __init__(self, client):
+        self.client = client
+
+    def sync(self, declared: tuple[Pool, ...], templates: dict[str, dict]) -> list[str]:
+        from kit import pools
+
+        # The templates were admitted before anything was applied.
+        return pools.write(self.client, declared, templates)
+
+    def workers(self, pool: str) -> list[workers.Seen]:
+        from kit import pools
+
+        return [workers.Seen(worker.name, worker.online, worker.last_heartbeat)
+                for worker in pools.read_workers(self.client, pool)]
+
+
+@contextmanager
+def prefect_session(settings: Settings, api_url: str | None, k: Cluster, out: Out) -> Iterator[PrefectSession]:
+    """The real Prefect API, by --api-url, the public URL or a port-forward, for the rest of the rollout."""
+    from kit import access, prefect_api
+
+    with access.prefect_url(settings, api_url, k, out) as url, prefect_api.connect(settings, url) as client:
+        yield _Session(client)
+
+
+def wait_connected(k: Cluster, session: PrefectSession, deployments: list[dict], deadline: float, timeout: float,
+                   out: Out) -> None:
+    """Wait until Prefect shows each worker pod ONLINE with a heartbeat after the pod started: a Ready worker
+    is not yet a connected one (its /health answers 200 for minutes before it ever reached the API)."""
+    pods = {describe(obj): [pod for pod in k.pods_of(obj) if pod_ready(pod) and
+                            not pod["metadata"].get("deletionTimestamp")] for obj in deployments}
+    pools = {describe(obj): workers.pool_of(obj) for obj in deployments}
+    shown: set[str] = set()
+    while True:
+        seen = {pool: session.workers(pool) for pool in set(pools.values())}
+        waiting = {name: workers.unconnected(pods[name], seen[pools[name]]) for name in pods}
+        for name in pods:
+            for pod in pods[name]:
+                line = (f"worker pod/{pod['metadata']['name']}: " +
+                        ("waiting for it to connect to Prefect" if pod in waiting[name] else "connected (ONLINE in Prefect)"))
+                if line not in shown:
+                    shown.add(line)
+                    out(line)
+        if not any(waiting.values()):
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(CONNECT_POLL, max(0.0, deadline - time.monotonic())))
+    for name, pending in waiting.items():
+        for pod in pending:
+            out(f"{name}: pod/{pod['metadata']['name']} is Ready but Prefect lists no ONLINE worker of that name "
+                f"in pool {pools[name]}")
+            container, previous = log_source(pod)
+            lines = _last_log_lines(k, pod["metadata"]["name"], container, previous)
+            out(f"    last {len(lines)} log lines of {container}:" if lines else f"    no log lines from {container} yet")
+            for line in lines:
+                out(f"      {line}")
+    names = ", ".join(f"pod/{pod['metadata']['name']}" for pending in waiting.values() for pod in pending)
+    raise UserError(f"rollout: workers not connected to Prefect after {timeout:g}s: {names}; see their log lines "
+                    "above (a 401 means an old auth string, a connection error the NetworkPolicy or the API URL), "
+                    "fix it, and run `inv rollout` again")
 
 
 def live_objects(k: Cluster) -> tuple[dict[tuple[str, str], dict], list]:
@@ -189,9 +331,10 @@ def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, o
             out(f"{kind.lower()}/{name} pruned")
 
 
-def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print) -> None:
-    """Wait until every workload is rolled out; on failure explain each unready pod and raise UserError."""
-    deadline = time.monotonic() + timeout
+def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print, deadline: float | None = None) -> None:
+    """Wait until every workload is rolled out, for `timeout` seconds (or until `deadline`, the end of a longer
+    wait's `timeout`); on failure explain each unready pod and raise UserError."""
+    deadline = time.monotonic() + timeout if deadline is None else deadline
     states = {(obj["kind"], obj["metadata"]["name"]): obj for obj in workloads}
     shown: dict[tuple[str, str], str] = {}  # the last message printed per workload, to print only changes
     try:
@@ -206,6 +349,8 @@ def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print) ->
     # Kinds not reached before the failure still hold their state from the apply: read them again.
     current = [k.get(BY_NAME[kind].api_version, kind, name) or obj for (kind, name), obj in states.items()]
     unready = [(obj, message) for obj in current for message, done in [_verdict(obj)] if not done]
+    if not unready:  # the deadline came before the last look, and everything had got there
+        return
     for obj, message in unready:
         diagnose(k, obj, message, out)
     names = ", ".join(describe(obj) for obj, _ in unready)

@@ -17,22 +17,25 @@ from kit.settings import Settings
 
 # The kinds whose pods `inv status` reports replicas for; a migration Job is shown by its own line.
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
+WORKER_PODS = f"{cluster.MANAGED},app.kubernetes.io/component=worker"
 
 
 def show(settings: Settings, api_url: str | None = None, out: Callable[[str], None] = print) -> None:
     """Print both halves; raise UserError (after printing the other half) when the cluster cannot be read."""
     from kit import pools
 
-    problem = None
+    problem, k, worker_pods = None, None, None
     try:
         with cluster.connect(settings) as k:
             lines = cluster_lines(k, cluster.now())
+            worker_pods = {pod["metadata"]["name"] for pod in k.objects("v1", "Pod", WORKER_PODS)[0]}
     except UserError as error:
-        problem, lines = error, []
+        problem, lines, k = error, [], None
     for line in lines:
         out(line)
     out(f"url: {routes.where(settings)}")
-    for line in pools.status(settings, api_url):
+    # With the pod names, a replaced worker's leftover entry in Prefect shows as stale, not online.
+    for line in pools.status(settings, api_url, k, worker_pods):
         out(line)
     if problem:
         raise problem

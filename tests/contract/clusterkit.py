@@ -4,10 +4,12 @@ Test modules import the fixtures by name, which is how pytest finds fixtures out
 """
 
 import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import pytest
 
-from kit import rollout
+from kit import rollout, workers
 from tests.rendering import make_settings
 
 NS = "prefect"
@@ -35,6 +37,45 @@ def discovery_cache(tmp_path, monkeypatch):
     """DynamicClient caches discovery under the temp dir: each test, and any `inv` it runs, gets its own."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
+class StandInPrefect:
+    """The Prefect half of a rollout, played by the test, for the cluster contract tests (the real Prefect API
+    is the integration tests'): it records when the rollout reaches it and what the cluster held then, and
+    lists a worker for every running worker pod, ONLINE now, unless `connected` is False."""
+
+    def __init__(self, api):
+        self.api = api
+        self.connected = True
+        self.synced: list[dict] = []  # per sync: the pools and templates, and the worker Deployments that existed
+
+    def __call__(self, k, out):
+        return self._session()
+
+    @contextmanager
+    def _session(self):
+        yield self
+
+    def sync(self, declared, templates):
+        deployments = [d["metadata"]["name"] for d in self.api.objects("Deployment", NS)]
+        self.synced.append({"pools": declared, "templates": templates, "deployments": deployments})
+        return [f"pools: {', '.join(pool.name for pool in declared)} made true (stand-in)"]
+
+    def workers(self, pool):
+        if not self.connected:
+            return []
+        now = datetime.now(timezone.utc)
+        return [workers.Seen(pod["metadata"]["name"], True, now) for pod in self.api.objects("Pod", NS)
+                if pod["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+
+
+@pytest.fixture(autouse=True)
+def prefect(fakeapi, monkeypatch):
+    """Every rollout of a contract test meets the stand-in Prefect half instead of the real API (autouse
+    through tests/contract/conftest.py)."""
+    stand_in = StandInPrefect(fakeapi)
+    monkeypatch.setattr(rollout, "prefect_session", lambda settings, api_url, k, out: stand_in(k, out))
+    return stand_in
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import ROOT, cluster, rollout, status
+from kit import ROOT, cluster, manifests, rollout, status
 from kit.errors import UserError
 from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 from tests.rendering import env_text, make_settings
@@ -98,7 +98,7 @@ def test_status_shows_a_crash_loop(deployed, settings):
 def test_status_prints_the_url_and_the_prefect_half_when_the_cluster_is_down(fakeapi, tmp_path, monkeypatch):
     fakeapi.url = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("KUBECONFIG", fakeapi.write_kubeconfig(str(tmp_path / "dead")))
-    monkeypatch.setattr("kit.pools.status", lambda settings, api_url: [f"pool production: ready (via {api_url})"])
+    monkeypatch.setattr("kit.pools.status", lambda settings, api_url, *cluster: [f"pool production: ready (via {api_url})"])
     lines = Lines()
     with pytest.raises(UserError, match="cannot reach the API server"):
         status.show(make_settings(), "http://127.0.0.1:4200/api", out=lines)
@@ -176,7 +176,9 @@ def test_destroy_removes_the_kits_objects_and_keeps_the_data_and_the_namespace(d
     questions = []
     cluster.destroy(settings, confirm=lambda question: questions.append(question) or True, out=Lines())
 
-    assert questions == ["delete these 11 objects?"]
+    # Everything rendered but the namespace; the claim only with --delete-data.
+    objects = manifests.render(settings, "internal-cr:9999/prefect-core:v1")
+    assert questions == [f"delete these {len(objects) - 1} objects?"]
     for kind in ("Deployment", "StatefulSet", "Service", "Ingress", "NetworkPolicy"):
         assert deployed.objects(kind, NS) == []
     assert deployed.objects("Secret", NS) == [foreign]
@@ -249,17 +251,25 @@ def inv(*args, stdin=None):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, stdin=stdin, timeout=60)
 
 
-def test_inv_rollout_and_destroy_through_the_task_layer(fakeapi, env_file):
+def test_inv_rollout_without_a_way_to_prefect_stops_before_the_workers_and_destroy_asks(fakeapi, env_file):
+    """Through the real `inv`: the public host has no DNS record and the user may not port-forward, so the
+    rollout stops, in one line, after the server and before any worker; `inv destroy` then asks."""
     env_file(env_text())
     fakeapi.controller(True)
+    fakeapi.forbid("create", "pods", subresource="portforward")
     done = inv("rollout", "--tag", "v1", "--timeout", "10")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1
     assert "statefulset/prefect-server created" in done.stdout
-    assert f'deployment "{WORKERS[1]}" successfully rolled out' in done.stdout
+    assert 'statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated' in done.stdout
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: Prefect API: the public URL does not answer: ConnectError: ")
+    assert "and the port-forward to pod/prefect-server-0 failed: " in line
+    assert line.endswith("; pass --api-url, or ask for `create` on pods/portforward in namespace prefect")
+    assert fakeapi.objects("Deployment", NS) == []
 
     declined = inv("destroy", stdin=subprocess.DEVNULL)
     assert declined.returncode == 0 and declined.stdout.rstrip().endswith("nothing deleted")
-    assert fakeapi.objects("Deployment", NS)
+    assert fakeapi.objects("StatefulSet", NS)
 
 
 def test_inv_reports_an_unreachable_cluster_as_one_error_line(fakeapi, env_file, tmp_path, monkeypatch):

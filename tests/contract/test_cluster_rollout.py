@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from kit import rollout
+from kit import manifests, rollout, workers
+from kit.cluster import describe
 from kit.errors import UserError
 from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
 from tests.rendering import make_settings
@@ -19,25 +20,41 @@ def generation(api, kind, name):
     return api.get(kind, NS, name)["metadata"]["generation"]
 
 
-def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi, settings):
+# What the admission check of the kubernetes pool's template sends: dry runs only, nothing is stored.
+ADMISSION_CHECKS = [(f"/apis/batch/v1/namespaces/{NS}/jobs", "All", "Strict"), (f"/api/v1/namespaces/{NS}/pods", "All", "Strict")]
+
+
+def admission_checks(writes):
+    return [(w.path, w.query.get("dryRun"), w.query.get("fieldValidation")) for w in writes if w.method == "POST"]
+
+
+def rendered(settings, tag="v1"):
+    return manifests.render(settings, f"internal-cr:9999/prefect-core:{tag}")
+
+
+def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi, settings, prefect):
     fakeapi.controller(True)
     lines = Lines()
     rollout.rollout(settings, tag="v1", timeout=10, out=lines)
 
-    applied = [line for line in lines if line.endswith(" created")]
-    assert applied[:3] == ["namespace/prefect created", "secret/prefect-config created",
-                           "secret/prefect-login-auth created"]
-    assert applied[3] == "configmap/prefect-proxy created"
-    assert applied[-1] == "ingress/prefect-server created"
-    # A real server defaults updateStrategy.rollingUpdate.partition to 0, so kubectl's viewer (and the kit's)
-    # reports a partitioned roll out, as it did on a real 1.36 cluster.
-    assert {'statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated',
-            'deployment "prefect-worker-prod-main" successfully rolled out',
-            'deployment "prefect-worker-prod-secondary" successfully rolled out'} <= set(lines)
+    objects = rendered(settings)
+    workers_first = [f"{describe(o)} created" for o in objects if not workers.is_template(o)]
+    workers_last = [f"{describe(o)} created" for o in objects if workers.is_template(o)]
+    assert [line for line in lines if line.endswith(" created")] == workers_first + workers_last
+    # The server is ready before the pools are made, and the pools before any worker exists. A real server
+    # defaults updateStrategy.rollingUpdate.partition to 0, so kubectl's viewer (and the kit's) reports a
+    # partitioned roll out, as it did on a real 1.36 cluster.
+    ready = lines.index('statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated')
+    synced = lines.index("pools: production made true (stand-in)")
+    assert lines.index(workers_first[-1]) < ready < synced < lines.index(workers_last[0])
+    assert prefect.synced[0]["deployments"] == []
+    assert set(prefect.synced[0]["templates"]) == {"production"}
+    assert {f'deployment "{name}" successfully rolled out' for name in WORKERS} <= set(lines)
     assert lines[-1] == "ready: http://prefect.company.local/"
     writes = fakeapi.writes()
-    assert {(w.method, w.content_type, w.query.get("fieldManager")) for w in writes} == {
+    assert {(w.method, w.content_type, w.query.get("fieldManager")) for w in writes if w.method != "POST"} == {
         ("PATCH", APPLY, "prefect-kit")}
+    assert admission_checks(writes) == ADMISSION_CHECKS
     image = fakeapi.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "internal-cr:9999/prefect-core:v1"
 
@@ -48,8 +65,9 @@ def test_same_rollout_again_writes_nothing_but_the_apply_patches_and_restarts_no
     rollout.rollout(settings, tag="v1", timeout=10, out=lines)
 
     assert [line for line in lines if line.endswith((" created", " configured"))] == []
-    assert len([line for line in lines if line.endswith(" unchanged")]) == 12
-    assert {(w.method, w.content_type) for w in deployed.writes()} == {("PATCH", APPLY)}
+    assert len([line for line in lines if line.endswith(" unchanged")]) == len(rendered(settings))
+    assert {(w.method, w.content_type) for w in deployed.writes() if w.method != "POST"} == {("PATCH", APPLY)}
+    assert admission_checks(deployed.writes()) == ADMISSION_CHECKS
     assert not [r for r in deployed.requests if r.query.get("watch")], "ready workloads need no watch"
     assert {name: generation(deployed, "Deployment", name) for name in WORKERS} == before
 
@@ -164,10 +182,12 @@ def test_progress_deadline_stops_the_wait_at_once(deployed, settings):
 
 def test_wait_resumes_a_dropped_watch_and_still_sees_the_workloads_get_ready(deployed, settings):
     def drop_then_ready():
-        wait_for_watches(deployed, 1)
-        deployed.drop_watches()
-        for kind, name in [("StatefulSet", "prefect-server")] + [("Deployment", name) for name in WORKERS]:
-            deployed.make_ready(kind, NS, name)
+        # The server is waited for before the workers are even applied: one dropped watch in each wait.
+        for count, workloads in ((1, [("StatefulSet", "prefect-server")]), (3, [("Deployment", n) for n in WORKERS])):
+            wait_for_watches(deployed, count)
+            deployed.drop_watches()
+            for kind, name in workloads:
+                deployed.make_ready(kind, NS, name)
 
     threading.Thread(target=drop_then_ready, daemon=True).start()
     lines = Lines()
@@ -180,12 +200,12 @@ def test_wait_resumes_a_dropped_watch_and_still_sees_the_workloads_get_ready(dep
 
 def test_wait_lists_again_when_the_watch_history_is_gone(deployed, settings):
     def compact_then_ready():
-        wait_for_watches(deployed, 1)
-        deployed.compact()
-        deployed.drop_watches()
-        deployed.make_ready("StatefulSet", NS, "prefect-server")
-        for name in WORKERS:
-            deployed.make_ready("Deployment", NS, name)
+        for count, workloads in ((1, [("StatefulSet", "prefect-server")]), (3, [("Deployment", n) for n in WORKERS])):
+            wait_for_watches(deployed, count)
+            deployed.compact()
+            deployed.drop_watches()
+            for kind, name in workloads:
+                deployed.make_ready(kind, NS, name)
 
     threading.Thread(target=compact_then_ready, daemon=True).start()
     lines = Lines()
@@ -277,8 +297,9 @@ def test_dry_run_changes_nothing_and_hides_secret_values(deployed):
 def test_dry_run_into_a_missing_namespace_reports_creations_without_writing(fakeapi, settings):
     lines = Lines()
     rollout.rollout(settings, tag="v1", dry_run=True, out=lines)
+    (namespace, first, *_) = rendered(settings)
     assert lines[0] == "namespace/prefect created (server dry run)"
-    assert lines[1] == "secret/prefect-config created (dry run; namespace prefect does not exist yet)"
+    assert lines[1] == f"{describe(first)} created (dry run; namespace prefect does not exist yet)"
     assert fakeapi.objects("Namespace") == []
 
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from kit import ROOT, manifests, rollout
+from kit import ROOT, manifests, rollout, workers
 from kit.errors import UserError
 from tests.contract.clusterkit import NS, WORKERS, Lines, discovery_cache  # noqa: F401
 from tests.rendering import make_settings
@@ -42,20 +42,21 @@ def test_upgrade_from_the_annotation_layout_replaces_the_ingresses_and_restarts_
     fakeapi.controller(True)
     with monkeypatch.context() as before:
         before.setattr(manifests, "render", functools.partial(manifests.render, directory=annotation_layout))
-        rollout.rollout(settings, tag="v1", timeout=10, out=Lines())
+        # That layout's workers were one checked-in Deployment per queue, and it had no pools to sync.
+        before.setattr(workers, "expand", lambda objects, pools, namespace: objects)
+        rollout.rollout(settings, tag="v1", timeout=10, pools=(), out=Lines())
     assert set(ingresses(fakeapi)) == {"prefect-api", "prefect-ui"}
     assert ingresses(fakeapi)["prefect-ui"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-type"]
-    workers = {name: fakeapi.get("Deployment", NS, name)["metadata"]["generation"] for name in WORKERS}
 
     lines = Lines()
     rollout.rollout(settings, tag="v1", timeout=10, out=lines)
 
     assert "configmap/prefect-proxy created" in lines
     assert "statefulset/prefect-server configured" in lines
-    # The Services keep their port named http, which now is the proxy's: only the server pod restarts.
+    # The Services keep their port named http, which now is the proxy's; the workers become the kubernetes
+    # workers of config/pools.yaml, in place.
     assert {"service/prefect-server unchanged", "service/prefect-server-headless unchanged"} <= set(lines)
-    assert [f"deployment/{name} unchanged" for name in WORKERS] == [l for l in lines if l.startswith("deployment/")]
-    assert {name: fakeapi.get("Deployment", NS, name)["metadata"]["generation"] for name in WORKERS} == workers
+    assert [f"deployment/{name} configured" for name in WORKERS] == [l for l in lines if l.startswith("deployment/")]
     # The new route exists before the old ones go, so the host is never without one.
     created = lines.index("ingress/prefect-server created")
     assert created < lines.index("ingress/prefect-api pruned") and created < lines.index("ingress/prefect-ui pruned")

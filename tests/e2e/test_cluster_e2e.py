@@ -1,31 +1,41 @@
 """The whole cluster workflow against a real API server (kind, minikube, or any test cluster).
 
 Opt-in: KIT_E2E_KUBECONFIG=path/to/kubeconfig .venv/bin/python -m pytest -m e2e tests/e2e
-Optional: KIT_E2E_CONTEXT (default: the kubeconfig's current context) and KIT_E2E_IMAGE, an image the cluster can
-pull (default: the official Prefect image from Docker Hub). Everything happens in a fresh namespace that is
-deleted at the end. The tests run in order and share that one deployment.
+Optional: KIT_E2E_CONTEXT (default: the kubeconfig's current context) and KIT_E2E_KIT_IMAGE, the kit's own image
+(`inv build push` to a registry the cluster pulls from, tag included): it carries flows/, so the flow-run tests run
+too; without it the pods run the official Prefect image with prefect-kubernetes, and those tests are skipped.
+Everything happens in a fresh namespace that is deleted at the end; its public host has no DNS record, so the kit
+reaches Prefect through a port-forward. The tests run in order and share that one deployment.
 """
 
 import base64
 import json
 import os
+import time
 import uuid
 
 import pytest
 
-from kit import cluster, rollout, status
+from kit import access, cluster, flows, pool_config, pools, prefect_api, rollout, status
+from kit.errors import UserError
+from kit.settings import WORKER_PREFIX
 from tests.rendering import make_settings
 
 KUBECONFIG = os.environ.get("KIT_E2E_KUBECONFIG", "")
-IMAGE = os.environ.get("KIT_E2E_IMAGE", "docker.io/prefecthq/prefect:3.9.1-python3.12")
+KIT_IMAGE = os.environ.get("KIT_E2E_KIT_IMAGE", "")
+IMAGE = KIT_IMAGE or "docker.io/prefecthq/prefect:3.9.1-python3.12-kubernetes"
 # A first start pulls the image and migrates a fresh database.
 READY_TIMEOUT = 600
-WORKERS = ("prefect-worker-prod-main", "prefect-worker-prod-secondary")
+RUN_TIMEOUT = 300
+# The shipped kubernetes pool, and a process pool beside it.
+POOLS = pool_config.load() + pool_config.parse("pools:\n  - {name: scripts, type: process, queues: [{name: scripts}]}\n")
+WORKERS = tuple(WORKER_PREFIX + queue.name for pool in POOLS for queue in pool.queues)
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not KUBECONFIG, reason="needs a test cluster: set KIT_E2E_KUBECONFIG (README: End-to-end)"),
 ]
+needs_flows = pytest.mark.skipif(not KIT_IMAGE, reason="needs the kit's own image with flows/: set KIT_E2E_KIT_IMAGE")
 
 
 def image_settings(**overrides):
@@ -40,7 +50,8 @@ def target():
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = KUBECONFIG
     namespace = f"prefect-kit-e2e-{uuid.uuid4().hex[:6]}"
-    settings, tag = image_settings(NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""))
+    settings, tag = image_settings(NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""),
+                                   PUBLIC_HOST=f"{namespace}.e2e.invalid")
     k = cluster.connect(settings)
     yield settings, tag, k
     with k:
@@ -53,8 +64,25 @@ def target():
 
 def run(settings, **options):
     lines = []
-    rollout.rollout(settings, timeout=READY_TIMEOUT, out=lines.append, **options)
+    rollout.rollout(settings, timeout=READY_TIMEOUT, pools=options.pop("pools", POOLS), out=lines.append, **options)
     return lines
+
+
+def prefect_client(settings, k):
+    """A Prefect client through the kit's own way in (here: a port-forward), for the test's checks."""
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    url = stack.enter_context(access.prefect_url(settings, None, k, out=lambda line: None))
+    return stack, stack.enter_context(prefect_api.connect(settings, url))
+
+
+def wait_for_run(client, run_id, timeout=RUN_TIMEOUT, until=lambda state: state.is_final()):
+    deadline = time.monotonic() + timeout
+    while not until(state := client.read_flow_run(run_id).state):
+        assert time.monotonic() < deadline, f"flow run {run_id} still {state} after {timeout} s"
+        time.sleep(2)
+    return state
 
 
 def generations(k):
@@ -69,6 +97,19 @@ def test_first_rollout_creates_everything_and_waits_until_ready(target):
     assert f"namespace/{settings.namespace} created" in lines
     assert "statefulset/prefect-server created" in lines
     assert all(f'deployment "{name}" successfully rolled out' in lines for name in WORKERS)
+    assert any(line.startswith("prefect: through a port-forward to pod/prefect-server-0 ") for line in lines)
+
+
+def test_every_worker_is_online_when_the_rollout_returns(target):
+    settings, _, k = target
+    with k:
+        pods = {pod["metadata"]["name"] for pod in k.objects("v1", "Pod", status.WORKER_PODS)[0]
+                if not pod["metadata"].get("deletionTimestamp")}
+        stack, client = prefect_client(settings, k)
+        with stack:
+            online = {worker.name for pool in POOLS for worker in client.read_workers_for_work_pool(pool.name)
+                      if worker.status.value == "ONLINE"}
+    assert len(pods) == len(WORKERS) and pods <= online
 
 
 def test_status_shows_the_running_pods(target):
@@ -145,16 +186,92 @@ def test_the_same_rollout_again_changes_nothing(target):
 
 def test_worker_logs_can_be_read(target):
     settings, _, _ = target
-    lines = []
-    cluster.logs(settings, worker="prod-main", tail=50, out=lines.append)
+    deadline = time.monotonic() + 60
+    while True:  # a worker that just started may not have written its first line yet
+        lines = []
+        cluster.logs(settings, worker="prod-main", tail=50, out=lines.append)
+        if any("worker" in line.lower() for line in lines) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert any("worker" in line.lower() for line in lines), lines
+
+
+def test_inv_pools_finds_prefect_without_api_url_or_dns(target):
+    settings, _, _ = target
+    lines = []
+    pools.sync(settings, out=lines.append)
+    assert lines[0].startswith(f"prefect: through a port-forward to pod/prefect-server-0 (http://{settings.public_host}"
+                               "/api does not answer: ")
+    assert "unchanged pool production" in lines
+
+
+@needs_flows
+def test_a_kubernetes_pool_flow_run_is_a_job_that_completes(target):
+    settings, _, k = target
+    flows.deploy(settings, out=lambda line: None)
+    with k:
+        stack, client = prefect_client(settings, k)
+        with stack:
+            deployment = client.read_deployment_by_name("hello/hello")
+            run = client.create_flow_run_from_deployment(deployment.id)
+            assert wait_for_run(client, run.id).type.value == "COMPLETED"
+        (job,) = k.objects("batch/v1", "Job", label_selector=f"prefect.io/flow-run-id={run.id}")[0]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "prefect-flow-run" and pod["automountServiceAccountToken"] is False
+
+
+@needs_flows
+def test_a_process_pool_flow_run_completes(target):
+    settings, _, k = target
+    with k:
+        stack, client = prefect_client(settings, k)
+        with stack:
+            flow_id = client.create_flow_from_name("hello")
+            deployment = client.create_deployment(
+                flow_id, "hello-in-process", work_pool_name="scripts", work_queue_name="scripts",
+                entrypoint="hello.py:hello", pull_steps=[{"prefect.deployments.steps.set_working_directory": {
+                    "directory": flows.IMAGE_FLOWS_DIR}}])
+            run = client.create_flow_run_from_deployment(deployment)
+            assert wait_for_run(client, run.id).type.value == "COMPLETED"
+
+
+@needs_flows
+def test_a_worker_restart_leaves_a_running_job_to_complete(target):
+    settings, tag, k = target
+    with k:
+        stack, client = prefect_client(settings, k)
+        with stack:
+            deployment = client.read_deployment_by_name("hello/hello")
+            run = client.create_flow_run_from_deployment(deployment.id, parameters={"seconds": 60})
+            wait_for_run(client, run.id, until=lambda state: state.is_running() or state.is_final())
+            lines = run(settings, tag=tag, restart=True)
+            assert f"deployment/{WORKERS[0]} restarted" in lines
+            assert wait_for_run(client, run.id).type.value == "COMPLETED"
+
+
+def test_a_job_template_the_restricted_profile_refuses_is_one_line_before_any_flow_run(target):
+    settings, tag, k = target
+    with k:  # the kit's namespace enforces the restricted profile
+        labels = k.get("v1", "Namespace", settings.namespace)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    (production, scripts) = POOLS
+    weak = pool_config.Pool(production.name, production.type, queues=production.queues,
+                            job=pool_config.JobSettings(manifest={"spec": {"template": {"spec": {
+                                "securityContext": {"runAsNonRoot": False}}}}}))
+    with pytest.raises(UserError) as raised:
+        run(settings, tag=tag, pools=(weak, scripts))
+    (problem,) = raised.value.problems
+    assert problem.startswith("pool production: the cluster would refuse every flow run's pod: ")
+    assert 'violates PodSecurity "restricted:latest": runAsNonRoot != true' in problem
+    # Every pod the kit itself runs passes the same profile: the next rollout still changes nothing.
+    assert [line for line in run(settings, tag=tag) if line.endswith((" created", " configured"))] == []
 
 
 def test_a_changed_secret_rolls_its_consumers(target):
     settings, tag, k = target
     before = generations(k)
     changed, _ = image_settings(NAMESPACE=settings.namespace, KUBE_CONTEXT=settings.kube_context,
-                                LOGIN_PASSWORD="another-long-password-for-e2e")
+                                PUBLIC_HOST=settings.public_host, LOGIN_PASSWORD="another-long-password-for-e2e")
     lines = run(changed, tag=tag)
     assert "secret/prefect-config configured" in lines
     after = generations(k)
@@ -176,7 +293,7 @@ def test_prune_deletes_only_what_the_kit_labelled(target):
         for obj in (stray, foreign):
             k.dynamic.create(k.resource("v1", "Secret"), body=obj, namespace=settings.namespace)
     changed, _ = image_settings(NAMESPACE=settings.namespace, KUBE_CONTEXT=settings.kube_context,
-                                LOGIN_PASSWORD="another-long-password-for-e2e")
+                                PUBLIC_HOST=settings.public_host, LOGIN_PASSWORD="another-long-password-for-e2e")
     lines = run(changed, tag=tag, prune=True)
     assert "secret/prefect-from-an-older-render pruned" in lines
     with k:

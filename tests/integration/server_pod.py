@@ -32,7 +32,7 @@ import pytest
 
 from kit import manifests, settings
 from tests.integration.prefect_server import PREFECT, clean_environment, stop
-from tests.rendering import decoded
+from tests.rendering import container_env, decoded
 from tests.services import need_program
 
 POD_UID = 10001
@@ -64,12 +64,7 @@ def admitted_ports(objects: list[dict]) -> list[int]:
 
 def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
     """The environment Kubernetes would give this container, Secret references resolved."""
-    env = {}
-    for item in container.get("env", []):
-        ref = item.get("valueFrom", {}).get("secretKeyRef")
-        env[item["name"]] = decoded(manifests.find(objects, "Secret", ref["name"]), ref["key"]) if ref \
-            else item["value"]
-    return env
+    return container_env(container, objects)
 
 
 def fill_volume(volume: dict, objects: list[dict], folder: Path, local: Callable[[str], str]) -> None:

@@ -2,13 +2,15 @@
 
 Writes are counted by the server's own `updated` timestamps: Prefect stamps an object on every write,
 even one that sets the values it already has, so an unchanged stamp means no write reached it.
+The kubernetes pool's template with a cluster behind it is tests/integration/test_kubernetes_worker.py's.
 """
 
 import pytest
 from prefect.exceptions import ObjectNotFound
 
-from kit import pools, prefect_api
+from kit import pool_config, pools, prefect_api
 from kit.errors import UserError
+from tests.rendering import IMAGE
 from tests.services import free_port
 
 
@@ -32,34 +34,68 @@ def queues_of(kit_settings, url, pool):
                 for queue in client.read_work_queues(work_pool_name=pool)}
 
 
-def test_first_run_creates_the_declared_pool_and_a_second_run_writes_nothing(kit_settings, kit_server):
+def synced(kit_settings, url, **options):
+    """What `inv pools --api-url URL` prints, without its first line (which way it reached Prefect)."""
+    lines = []
+    pools.sync(kit_settings, url, out=lines.append, **options)
+    assert lines[0] == f"prefect: {url} (--api-url)"
+    return lines[1:]
+
+
+def write(kit_settings, url, declared, templates, **options):
+    with prefect_api.connect(kit_settings, url) as client:
+        return pools.write(client, declared, templates, **options)
+
+
+def test_the_kits_job_template_is_accepted_and_a_second_run_writes_nothing(kit_settings, kit_server):
     url = kit_server.api_url
-    assert pools.sync(kit_settings, url, dry_run=True) == [
+    declared = pool_config.load()
+    templates = pools.kubernetes_templates(kit_settings, declared, {"production": IMAGE})
+    assert write(kit_settings, url, declared, templates, dry_run=True) == [
         "would create pool production",
         "would create queue production/prod-main",
         "would create queue production/prod-secondary",
     ]
     with pytest.raises(ObjectNotFound):
         stamps(kit_settings, url, "production")  # the dry run wrote nothing
-    assert pools.sync(kit_settings, url) == [
+    assert write(kit_settings, url, declared, templates) == [
         "created pool production",
         "created queue production/prod-main",
         "created queue production/prod-secondary",
     ]
     with prefect_api.connect(kit_settings, url) as client:
-        assert client.read_work_pool("production").type == "process"
+        stored = client.read_work_pool("production")
+    assert stored.type == "kubernetes"
+    assert stored.base_job_template == templates["production"], "the server keeps the template as written"
     assert queues_of(kit_settings, url, "production") == {
         "prod-main": (1, None, "Main production flows"),
         "prod-secondary": (2, None, "Secondary production flows"),
         "default": (3, None, "The work pool's default queue."),
     }
     before = stamps(kit_settings, url, "production")
-    assert pools.sync(kit_settings, url) == [
+    assert write(kit_settings, url, declared, templates) == [
         "unchanged pool production",
         "unchanged queue production/prod-main",
         "unchanged queue production/prod-secondary",
     ]
     assert stamps(kit_settings, url, "production") == before
+
+
+def test_a_new_image_rewrites_the_template_and_nothing_else(kit_settings, kit_server):
+    url = kit_server.api_url
+    declared = pool_config.load()
+    newer = IMAGE.replace("abc1234", "def5678")
+    templates = pools.kubernetes_templates(kit_settings, declared, {"production": newer})
+    write(kit_settings, url, declared, pools.kubernetes_templates(kit_settings, declared, {"production": IMAGE}))
+    before = stamps(kit_settings, url, "production")
+    assert write(kit_settings, url, declared, templates) == [
+        "updated pool production: base job template (job_configuration.job_manifest.spec.template.spec."
+        "containers[0].image)",
+        "unchanged queue production/prod-main",
+        "unchanged queue production/prod-secondary",
+    ]
+    after = stamps(kit_settings, url, "production")
+    assert [name for name in before if before[name] != after[name]] == ["(pool)"]
 
 
 ANALYTICS = """
@@ -74,11 +110,11 @@ pools:
 
 def test_a_changed_priority_is_exactly_one_write(kit_settings, kit_server, tmp_path):
     url = kit_server.api_url
-    pools.sync(kit_settings, url, path=write_pools(tmp_path, ANALYTICS))
+    synced(kit_settings, url, path=write_pools(tmp_path, ANALYTICS))
     before = stamps(kit_settings, url, "analytics")
     # 5 is free, so Prefect has no other queue to move down: the one write is ours.
     changed = write_pools(tmp_path, ANALYTICS.replace("priority: 2", "priority: 5"))
-    assert pools.sync(kit_settings, url, path=changed) == [
+    assert synced(kit_settings, url, path=changed) == [
         "unchanged pool analytics",
         "unchanged queue analytics/etl",
         "updated queue analytics/reports: priority 2 → 5",
@@ -109,34 +145,37 @@ def add_queue(kit_settings, url, name, scheduled_run=False):
 def test_prune_deletes_undeclared_queues_but_not_default_nor_busy_ones_unless_forced(kit_settings, kit_server, tmp_path):
     url = kit_server.api_url
     path = write_pools(tmp_path, PRUNABLE)
-    pools.sync(kit_settings, url, path=path)
+    synced(kit_settings, url, path=path)
     add_queue(kit_settings, url, "old")
     add_queue(kit_settings, url, "busy", scheduled_run=True)
 
     assert "kept queue prunable/old: not in config/pools.yaml (`inv pools --prune` deletes it)" in \
-        pools.sync(kit_settings, url, path=path)
+        synced(kit_settings, url, path=path)
     with pytest.raises(UserError, match=r"queue prunable/busy: has 1 scheduled flow runs, so --prune keeps it"):
-        pools.sync(kit_settings, url, path=path, prune=True)
+        synced(kit_settings, url, path=path, prune=True)
     assert set(queues_of(kit_settings, url, "prunable")) == {"keep", "old", "busy", "default"}, \
         "a refused prune must not delete anything"
 
-    lines = pools.sync(kit_settings, url, path=path, prune=True, force=True)
+    lines = synced(kit_settings, url, path=path, prune=True, force=True)
     assert {"deleted queue prunable/old", "deleted queue prunable/busy"} <= set(lines)
     assert set(queues_of(kit_settings, url, "prunable")) == {"keep", "default"}
 
 
-def test_an_existing_pool_of_another_type_is_refused(kit_settings, kit_server, tmp_path):
+def test_an_existing_pool_of_another_type_is_refused_and_force_recreates_it(kit_settings, kit_server, tmp_path):
+    from prefect.client.schemas.actions import WorkPoolCreate
+
     url = kit_server.api_url
     with prefect_api.connect(kit_settings, url) as client:
-        from prefect.client.schemas.actions import WorkPoolCreate
-
         client.create_work_pool(WorkPoolCreate(name="typed", type="kubernetes"))
-    path = write_pools(tmp_path, "pools:\n  - {name: typed, type: process, queues: [{name: q}]}\n")
+    path = write_pools(tmp_path, "pools:\n  - {name: typed, type: process, queues: [{name: typed-q}]}\n")
     with pytest.raises(UserError) as raised:
-        pools.sync(kit_settings, url, path=path)
-    assert raised.value.problems == (
-        "pool typed: exists with type 'kubernetes' but config/pools.yaml declares 'process', and Prefect cannot "
-        "change a pool's type; delete it (`prefect work-pool delete typed`) or rename it",)
+        synced(kit_settings, url, path=path)
+    (problem,) = raised.value.problems
+    assert problem.startswith("pool typed: exists with type 'kubernetes' but config/pools.yaml declares 'process', "
+                              "and Prefect cannot change a pool's type; give the pool a new name")
+    assert synced(kit_settings, url, path=path, force=True) == ["recreated pool typed", "created queue typed/typed-q"]
+    with prefect_api.connect(kit_settings, url) as client:
+        assert client.read_work_pool("typed").type == "process"
 
 
 def test_a_wrong_auth_string_is_one_401_line(kit_settings, kit_server):
@@ -144,7 +183,7 @@ def test_a_wrong_auth_string_is_one_401_line(kit_settings, kit_server):
 
     wrong = replace(kit_settings, login_password="not-the-password")
     with pytest.raises(UserError) as raised:
-        pools.sync(wrong, kit_server.api_url)
+        write(wrong, kit_server.api_url, pool_config.load(), {})
     (problem,) = raised.value.problems
     assert problem.startswith(f"LOGIN_USER/LOGIN_PASSWORD: {kit_server.api_url} answered 401 Unauthorized")
     assert "not-the-password" not in problem
@@ -157,8 +196,8 @@ def test_an_unreachable_api_says_how_to_port_forward(kit_settings):
             pass
     (problem,) = raised.value.problems
     assert problem.startswith(f"Prefect API {url}: unreachable after 2 attempts (ConnectError: ")
-    assert problem.endswith("run `kubectl -n prefect port-forward svc/prefect-server 4200:4200` in another "
-                            "terminal and pass --api-url http://127.0.0.1:4200/api")
+    assert problem.endswith("is the server running (`inv status`)? Without --api-url the kit uses "
+                            "http://prefect.company.local/api when it answers, else a port-forward to the server pod")
 
 
 def test_a_url_without_the_api_suffix_is_named_at_once(kit_settings, kit_server):
@@ -186,5 +225,7 @@ def test_a_prefect_api_key_is_warned_about_and_not_sent(kit_settings, kit_server
 
 
 def test_status_without_a_reachable_api_is_one_line_not_an_exception(kit_settings):
-    (line,) = pools.status(kit_settings, f"http://127.0.0.1:{free_port()}/api")
-    assert line.startswith("prefect: Prefect API http://127.0.0.1:")
+    url = f"http://127.0.0.1:{free_port()}/api"
+    way, line = pools.status(kit_settings, url)
+    assert way == f"prefect: {url} (--api-url)"
+    assert line.startswith(f"prefect: Prefect API {url}: unreachable after 2 attempts")

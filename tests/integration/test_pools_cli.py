@@ -6,8 +6,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-from kit import ROOT, pools, settings
+from kit import ROOT, pool_config, pools, prefect_api, settings
 from tests.integration.prefect_server import PREFECT, clean_environment
+from tests.rendering import IMAGE
+from tests.services import free_port
 
 INV = str(Path(sys.executable).parent / "inv")
 
@@ -20,7 +22,18 @@ def test_inv_pools_with_a_wrong_password_is_one_error_line_naming_the_settings_f
     env_file = tmp_path / "staging.env"
     text = settings.fill_template((ROOT / ".env.example").read_text(), {"LOGIN_PASSWORD": "wrong-password-123"})
     settings.write_env_file(env_file, text)
-    done = run([INV, "pools", "--api-url", kit_server.api_url], {"KIT_ENV_FILE": str(env_file)})
+    # The kubernetes pool needs a cluster only to dry-run its template, which comes after the 401: a kubeconfig
+    # naming a server nobody listens on shows that nothing asked it.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+current-context: nowhere
+clusters: [{{name: nowhere, cluster: {{server: "http://127.0.0.1:{free_port()}"}}}}]
+users: [{{name: nobody, user: {{token: x}}}}]
+contexts: [{{name: nowhere, context: {{cluster: nowhere, user: nobody}}}}]
+""")
+    done = run([INV, "pools", "--api-url", kit_server.api_url, "--tag", "v1"],
+               {"KIT_ENV_FILE": str(env_file), "KUBECONFIG": str(kubeconfig)})
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"error: LOGIN_USER/LOGIN_PASSWORD: {kit_server.api_url} answered 401 Unauthorized; the server's auth "
@@ -47,6 +60,8 @@ def test_inv_profile_points_the_users_prefect_cli_at_the_server(kit_env_file, ki
     assert stat.S_IMODE(profiles.stat().st_mode) == 0o600, "the file holds the password"
 
     # The user's own CLI, with nothing but the profile, passes the server's auth check.
-    pools.sync(kit_settings, kit_server.api_url)
+    declared = pool_config.load()
+    with prefect_api.connect(kit_settings, kit_server.api_url) as client:
+        pools.write(client, declared, pools.kubernetes_templates(kit_settings, declared, {"production": IMAGE}))
     cli = run([PREFECT, "work-pool", "inspect", "production"], {"PREFECT_HOME": str(home)})
-    assert cli.returncode == 0 and "type='process'" in cli.stdout, cli.stdout + cli.stderr
+    assert cli.returncode == 0 and "type='kubernetes'" in cli.stdout, cli.stdout + cli.stderr

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kit.errors import UserError
-from kit.pools import Change, LivePool, LiveQueue, LiveWorker, Pool, Queue, plan, status_lines
+from kit.pool_config import Pool, Queue
+from kit.pools import Change, LivePool, LiveQueue, LiveWorker, changed_paths, plan, status_lines, templates_written
 
 MAIN = Queue("prod-main", priority=1, description="Main")
 SECONDARY = Queue("prod-secondary", priority=2)
@@ -63,10 +64,56 @@ def test_pool_settings_are_compared():
     assert changes[0].differences == (("concurrency_limit", None, 3), ("paused", False, True))
 
 
-def test_a_pool_of_another_type_is_an_error_before_any_write():
-    with pytest.raises(UserError, match=r"pool production: exists with type 'kubernetes' but config/pools.yaml "
-                                        r"declares 'process'.*prefect work-pool delete production"):
+def test_a_pool_of_another_type_is_one_line_saying_how_to_move_before_any_write():
+    with pytest.raises(UserError) as raised:
         plan(DECLARED, live_pool(type="kubernetes"))
+    assert raised.value.problems == (
+        "pool production: exists with type 'kubernetes' but config/pools.yaml declares 'process', and Prefect "
+        "cannot change a pool's type; give the pool a new name in config/pools.yaml (and in flows/prefect.yaml), "
+        "or run `inv pools --force` to delete and recreate it with its queues (only while it has no scheduled "
+        "flow runs)",)
+
+
+def test_force_recreates_a_pool_of_another_type_with_its_queues_when_nothing_is_scheduled():
+    changes = plan(DECLARED, live_pool(type="kubernetes"), force=True)
+    assert actions(changes) == [("recreate", "pool production"), ("create", "queue production/prod-main"),
+                                ("create", "queue production/prod-secondary")]
+    assert changes[0].describe() == "recreated pool production"
+
+
+def test_force_keeps_a_pool_of_another_type_that_has_scheduled_runs():
+    with pytest.raises(UserError, match=r"it has 2 scheduled flow runs, so --force keeps it"):
+        plan(DECLARED, live_pool(type="kubernetes", scheduled_runs=2), force=True)
+
+
+KUBE = (Pool("production", "kubernetes", queues=(MAIN, SECONDARY)),)
+TEMPLATE = {"job_configuration": {"job_manifest": {"spec": {"image": "repo:v2", "backoffLimit": 0}}}, "variables": {}}
+
+
+def test_a_kubernetes_pool_with_the_declared_template_is_unchanged():
+    live = live_pool(live_queue(MAIN), live_queue(SECONDARY), type="kubernetes", base_job_template=TEMPLATE)
+    changes = plan(KUBE, live, {"production": TEMPLATE})
+    assert {change.action for change in changes} == {"unchanged"}
+    assert templates_written(changes, {"production": TEMPLATE}) == {}
+
+
+def test_a_changed_template_is_one_update_naming_the_places_that_change():
+    old = {"job_configuration": {"job_manifest": {"spec": {"image": "repo:v1", "backoffLimit": 0}}}, "variables": {}}
+    live = live_pool(live_queue(MAIN), live_queue(SECONDARY), type="kubernetes", base_job_template=old)
+    (pool_change, *_) = plan(KUBE, live, {"production": TEMPLATE})
+    assert pool_change.action == "update"
+    assert pool_change.describe() == "updated pool production: base job template (job_configuration.job_manifest.spec.image)"
+    assert templates_written([pool_change], {"production": TEMPLATE}) == {"production": TEMPLATE}
+
+
+def test_a_new_kubernetes_pool_writes_its_template():
+    changes = plan(KUBE, {}, {"production": TEMPLATE})
+    assert templates_written(changes, {"production": TEMPLATE}) == {"production": TEMPLATE}
+
+
+def test_changed_paths_name_keys_and_list_indexes():
+    assert changed_paths({"a": [1, {"b": 2}], "c": 3}, {"a": [1, {"b": 5}], "d": 3}) == ["a[1].b", "c", "d"]
+    assert changed_paths({"a": [1]}, {"a": [1, 2]}) == ["a"]
 
 
 def test_an_undeclared_queue_is_kept_and_reported_without_prune():
@@ -116,6 +163,15 @@ def test_status_shows_pool_queues_and_workers():
 def test_status_names_a_declared_pool_that_is_missing():
     lines = status_lines(DECLARED, {}, NOW)
     assert lines == ["pool production: missing (declared in config/pools.yaml); run `inv pools`"]
+
+
+def test_status_shows_a_worker_whose_pod_is_gone_as_stale_not_online():
+    live = live_pool(status="READY", workers=(LiveWorker("prefect-worker-prod-main-6d9f-old", True, NOW),
+                                              LiveWorker("prefect-worker-prod-main-6d9f-new", True, NOW)))
+    lines = status_lines(DECLARED, live, NOW, pods={"prefect-worker-prod-main-6d9f-new"})
+    assert "  worker prefect-worker-prod-main-6d9f-old: stale (its pod is gone), last heartbeat " \
+           "2026-11-26 06:00:00 UTC (0 s ago)" in lines
+    assert "  worker prefect-worker-prod-main-6d9f-new: online, last heartbeat 2026-11-26 06:00:00 UTC (0 s ago)" in lines
 
 
 def test_status_says_when_no_worker_has_polled():

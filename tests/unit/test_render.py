@@ -8,7 +8,7 @@ import bcrypt
 import pytest
 import yaml
 
-from kit import kinds, manifests, secrets
+from kit import kinds, manifests, secrets, workers
 from kit.errors import UserError
 from kit.manifests import find
 from tests.rendering import IMAGE, decoded, make_settings, render
@@ -115,10 +115,10 @@ def test_containers_are_locked_down(field, value):
         assert container["securityContext"][field] == value
 
 
-def test_no_pod_gets_a_service_account_token_or_service_links():
+def test_no_pod_gets_service_links_and_only_the_kubernetes_worker_account_a_token():
     for pod in pods(render()):
-        assert pod["automountServiceAccountToken"] is False
         assert pod["enableServiceLinks"] is False
+        assert pod["automountServiceAccountToken"] is (pod.get("serviceAccountName") == workers.WORKER_ACCOUNT)
 
 
 def test_writable_places_are_empty_dirs_under_the_read_only_root():

@@ -19,7 +19,8 @@ MODES = {"ingress": {}, "ingress-tls": {"TLS_SECRET": "prefect-tls"}, "gateway":
          "gateway-listener": {**GATEWAY, "GATEWAY_NAMESPACE": "gateway-system", "GATEWAY_LISTENER": "https"},
          "none": {"ROUTE": "none"}}
 CRD = Path(__file__).parent.parent / "schemas" / "gateway-api-v1.6.1" / "httproutes.yaml"
-WORKLOADS = {"app.kubernetes.io/name": "prefect"}
+# The kit's workers and flow-run pods: prefect-kubernetes gives a flow-run pod its deployment's name label.
+WORKLOADS = {"app.kubernetes.io/part-of": "prefect"}
 
 
 def routes(objects):

@@ -5,7 +5,7 @@ Each step is proven by its own tests; here they are replaced by recorders, so on
 
 import pytest
 
-from kit import deploy, flows, image, pools, release, rollout, status
+from kit import deploy, flows, image, release, rollout, status
 from kit.errors import UserError
 from tests.rendering import make_settings
 
@@ -28,7 +28,6 @@ def steps(monkeypatch):
     monkeypatch.setattr(image, "push", record("push", pushed))
     monkeypatch.setattr(rollout, "secrets", record("secrets"))
     monkeypatch.setattr(rollout, "rollout", record("rollout"))
-    monkeypatch.setattr(pools, "sync", record("pools", []))
     monkeypatch.setattr(flows, "deploy", record("flows"))
     monkeypatch.setattr(status, "show", record("status"))
     return done, failing
@@ -38,10 +37,11 @@ def test_deploy_runs_every_step_in_order_and_rolls_out_the_pushed_tag(steps):
     done, _ = steps
     lines = []
     deploy.deploy(make_settings(), out=lines.append)
-    assert [name for name, _ in done] == ["build", "push", "secrets", "rollout", "pools", "flows", "status"]
+    # The rollout makes the pools true itself, between the server and the workers.
+    assert [name for name, _ in done] == ["build", "push", "secrets", "rollout", "flows", "status"]
     assert ("rollout", "abc1234") in done
     assert [line for line in lines if line.startswith("==> ")] == [
-        "==> build", "==> push", "==> secrets", "==> rollout", "==> pools", "==> flows", "==> status"]
+        "==> build", "==> push", "==> secrets", "==> rollout", "==> flows", "==> status"]
 
 
 def test_deploy_stops_at_the_first_failure_and_says_where(steps):
