@@ -35,6 +35,7 @@ _PREFECT_RELEASE = re.compile(r"^3\.[0-9]+\.[0-9]+$")
 _USER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TIMEZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
+_SECONDS = re.compile(r"^[0-9]{1,5}$")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 # Keys of earlier versions of the kit. Prefect reads ./.env itself, so the kit keeps its own keys out of
 # Prefect's PREFECT_ setting namespace: a future Prefect setting of the same name would act on our file.
@@ -80,6 +81,9 @@ class Settings:
     # The proof of concept's image had this zone; `inv init` writes it too (.env.example).
     timezone: str = "Europe/Warsaw"
     pip_index_url: str = field(default="", repr=False)
+    # Seconds a request to Prefect or the cluster is tried again while the server answers as a busy one does
+    # (kit.retry): long enough for a server under load or an API server restart, short enough to report an outage.
+    retry_deadline: int = 30
     # Not a key: the file these settings were read from, named in messages that say where to change a value.
     source: str = field(default=".env", compare=False, metadata={"key": False})
 
@@ -141,6 +145,7 @@ IMAGE_EXTRAS = ("dataframes", "spark", "spark-local")
 # How the UI and API are reached from outside the cluster: an Ingress, a Gateway API HTTPRoute, or no route.
 ROUTES = ("ingress", "gateway", "none")
 _BOOLEANS = ("ui_v2", "gateway_https")
+_NUMBERS = ("retry_deadline",)
 
 _KEYS = {f.name.upper(): f for f in fields(Settings) if f.metadata.get("key", True)}
 KEYS = tuple(_KEYS)
@@ -246,6 +251,7 @@ def _check(values: dict[str, str]) -> list[str]:
     rule("HTTPS_PROXY", _is_proxy_url, "must be a proxy URL such as http://proxy.company.local:3128")
     rule("NO_PROXY", lambda v: "" not in _split(v) and " " not in v, "must be a comma-separated list without spaces")
     rule("IMAGE_PLATFORM", _PLATFORM.match, "must be linux/amd64 or linux/arm64")
+    rule("RETRY_DEADLINE", _SECONDS.match, "must be a whole number of seconds, e.g. 30 (0 turns retrying off)")
     rule("TIMEZONE", _TIMEZONE.match, "must be a tz database name, e.g. Europe/Warsaw")
     rule("PIP_INDEX_URL", lambda v: urlsplit(v).scheme in ("http", "https") and urlsplit(v).hostname,
          "must be the URL of a package index, e.g. https://pypi.company.local/simple")
@@ -339,6 +345,8 @@ def _build(values: dict[str, str], source: str) -> Settings:
             continue  # an empty optional key keeps its default
         if name in _BOOLEANS:
             kwargs[name] = value.lower() in _TRUE
+        elif name in _NUMBERS:
+            kwargs[name] = int(value)
         elif name in ("image_drivers", "image_extras"):
             kwargs[name] = tuple(_split(value))
         elif name == "route":

@@ -53,6 +53,14 @@ def test_secrets_stay_out_of_repr():
     assert "correct-horse-battery" not in shown and "dbsecret" not in shown
 
 
+def test_retry_deadline_is_whole_seconds_and_0_turns_retrying_off():
+    assert make_settings().retry_deadline == 30
+    assert [make_settings(RETRY_DEADLINE=value).retry_deadline for value in ("5", "0")] == [5, 0]
+    for word in ("soon", "2.5", "-1"):
+        assert problems_of(env_text(RETRY_DEADLINE=word)) == (
+            "RETRY_DEADLINE: must be a whole number of seconds, e.g. 30 (0 turns retrying off)",)
+
+
 def test_every_problem_is_reported_at_once():
     found = problems_of(env_text(NAMESPACE="Bad_NS", PUBLIC_HOST="http://x", LOGIN_PASSWORD="short"))
     assert [p.split(":")[0] for p in found] == ["NAMESPACE", "PUBLIC_HOST", "LOGIN_PASSWORD"]
@@ -99,7 +107,8 @@ def test_the_readme_states_the_defaults_settings_use():
     stated = dict(re.findall(r"^\| `([A-Z0-9_]+)` \|.*\bdefault `([^`]+)`", readme, re.M))
     assert {"TIMEZONE", "IMAGE_PLATFORM", "INGRESS_CLASS", "UI_V2"} <= stated.keys()
     defaults = {key: getattr(make_settings(), key.lower()) for key in stated}
-    assert stated == {key: str(value).lower() if isinstance(value, bool) else value for key, value in defaults.items()}
+    assert stated == {key: str(value).lower() if isinstance(value, bool) else str(value)
+                      for key, value in defaults.items()}
     for key in INIT_CHOICES:
         example = re.search(rf"^{key}=(.*)$", (ROOT / ".env.example").read_text(), re.M)[1]
         assert f"`inv init` writes `{example}`" in readme
