@@ -12,10 +12,12 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
+from kit import retry
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, POD_KINDS, Kind
 from kit.settings import SERVER_NAME, WORKER_PREFIX, Settings
@@ -31,6 +33,7 @@ MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
 # (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
 REQUEST_TIMEOUT = (10, 60)
 _SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
+T = TypeVar("T")
 
 
 def connect(settings: Settings) -> Cluster:
@@ -42,7 +45,11 @@ def connect(settings: Settings) -> Cluster:
 
     configuration = client.Configuration()
     context = _load_configuration(settings.kube_context, configuration)
-    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace, settings.source)
+    # urllib3 would send a GET or DELETE again by itself after a dropped connection (and log a warning each time):
+    # off, so that kit.retry is the one place that retries, and knows when an answer was lost.
+    configuration.retries = False
+    return Cluster(client.ApiClient(configuration), context, configuration.host, settings.namespace,
+                   retry_deadline=settings.retry_deadline, settings_file=settings.source)
 
 
 def _load_configuration(context: str, configuration) -> str:
@@ -79,15 +86,18 @@ def _load_configuration(context: str, configuration) -> str:
 
 @dataclass
 class Cluster:
-    """One namespace of one cluster, reached through one API client."""
+    """One namespace of one cluster, reached through one API client. Every request goes through kit.retry."""
 
     api_client: object
     context: str
     server: str
     namespace: str
+    retry_deadline: float
     settings_file: str = ".env"
     _dynamic: object = field(default=None, repr=False)
     _resources: dict = field(default_factory=dict, repr=False)
+    # Whether the API server has answered a request yet: only then is a refused or dropped connection worth retrying.
+    _answered: bool = field(default=False, repr=False)
 
     def __enter__(self) -> Cluster:
         return self
@@ -99,11 +109,19 @@ class Cluster:
         return False
 
     def explain(self, error: BaseException) -> str | None:
-        """The one line a user needs for an unreachable or failing server, 401 or 403; None for anything else."""
+        """The one line a user needs for an unreachable server, one that kept failing (kit.retry gave up), 401 or
+        403; None for anything else."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         where = f"context '{self.context}' ({self.server})"
+        if isinstance(error, retry.GaveUp) and isinstance(error.error, (ApiException, HTTPError)):
+            last = error.error
+            cause = (f"HTTP {last.status}: {status_message(last)}" if isinstance(last, ApiException)
+                     else connection_reason(last))
+            return (f"KUBE_CONTEXT: the API server of {where} kept failing on {error.what} ({cause}), retried for "
+                    f"{error.deadline:g} s (RETRY_DEADLINE); check it (`kubectl get --raw /readyz`), then run this "
+                    "again")
         status = getattr(error, "status", None) if isinstance(error, ApiException) else None
         if status == 401:
             return (f"KUBE_CONTEXT: the API server of {where} rejected the credentials (401 Unauthorized); "
@@ -136,7 +154,8 @@ class Cluster:
         if key not in self._resources:
             # Core kinds live under the "api" prefix; naming it keeps discovery from reading every API group.
             prefix = "api" if "/" not in api_version else "apis"
-            self._resources[key] = self.dynamic.resources.get(prefix=prefix, api_version=api_version, kind=kind)
+            self._resources[key] = self._call(f"discovery of {api_version}", lambda retrying: (
+                self.dynamic.resources.get(prefix=prefix, api_version=api_version, kind=kind)))
         return self._resources[key]
 
     def serves(self, kind: Kind) -> bool:
@@ -182,9 +201,30 @@ class Cluster:
     def _namespace_for(self, resource) -> str | None:
         return self.namespace if resource.namespaced else None
 
-    def _request(self, method: str, path: str, **params) -> dict:
+    def _call(self, what: str, send: Callable[[bool], T]) -> T:
+        """send(retrying) under the retry policy: again after a 429 or 5xx, and after a refused or dropped connection
+        once this server has answered before, until RETRY_DEADLINE; `what` names the request when it gives up."""
+        from kubernetes.client.exceptions import ApiException
+
+        def attempt(retrying: bool) -> T:
+            try:
+                result = send(retrying)
+            except ApiException as error:
+                self._answered = self._answered or bool(error.status)  # status 0: no answer (TLS)
+                raise
+            self._answered = True
+            return result
+
+        return retry.call(attempt, self.retry_deadline, what=what,
+                          is_transient=lambda error: retry.transient(error, answered=self._answered))
+
+    def _send(self, method: str, path: str, **params) -> dict:
+        """One request, not retried: the methods that retry know what a retry after a lost answer means."""
         response = self.dynamic.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
         return json.loads(response.data)
+
+    def _request(self, method: str, path: str, **params) -> dict:
+        return self._call(f"{method.upper()} {path}", lambda retrying: self._send(method, path, **params))
 
     def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
         """Server-side apply one object; returns (created, the object as stored or as it would be)."""
@@ -197,32 +237,39 @@ class Cluster:
             raise UserError(f"{describe(obj)}: this cluster does not serve {obj['kind']} ({obj['apiVersion']}); "
                             f"install the API that provides it, or change {self.settings_file} so the kit does not "
                             "render it") from None
-        try:
-            response = self.dynamic.server_side_apply(
-                resource, body=obj, namespace=self._namespace_for(resource), field_manager=FIELD_MANAGER,
-                force_conflicts=True if force_conflicts else None, dry_run="All" if dry_run else None,
-                serialize=False, _request_timeout=REQUEST_TIMEOUT)
-        except ConflictError as error:
-            raise UserError(
-                f"{describe(obj)}: {status_message(error)}; another tool changed fields the kit manages: "
-                "`inv rollout --force-conflicts` takes them back (README: Troubleshooting)") from None
-        except UnprocessibleEntityError as error:
-            raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
-        except InternalServerError as error:
-            # An object the field manager cannot type (a field the schema lacks, a list key twice) fails as a
-            # 500, but it is the object that is wrong: trying again cannot help.
-            if "failed to create typed patch object" not in status_message(error):
-                raise
-            raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
+        namespace = self._namespace_for(resource)
+
+        def send(retrying: bool):
+            # Applying again is what apply is for: a retry after a lost answer changes nothing more.
+            try:
+                return self.dynamic.server_side_apply(
+                    resource, body=obj, namespace=namespace, field_manager=FIELD_MANAGER,
+                    force_conflicts=True if force_conflicts else None, dry_run="All" if dry_run else None,
+                    serialize=False, _request_timeout=REQUEST_TIMEOUT)
+            except ConflictError as error:
+                raise UserError(
+                    f"{describe(obj)}: {status_message(error)}; another tool changed fields the kit manages: "
+                    "`inv rollout --force-conflicts` takes them back (README: Troubleshooting)") from None
+            except UnprocessibleEntityError as error:
+                raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
+            except InternalServerError as error:
+                # An object the field manager cannot type (a field the schema lacks, a list key twice) fails as a
+                # 500, but it is the object that is wrong: trying again cannot help.
+                if "failed to create typed patch object" not in status_message(error):
+                    raise
+                raise UserError(f"{describe(obj)}: the API server rejected it: {status_message(error)}") from None
+
+        response = self._call(f"PATCH {resource.path(name=obj['metadata']['name'], namespace=namespace)}", send)
         return response.status == 201, json.loads(response.data)
 
     def dry_run_create(self, obj: dict) -> list[str]:
         """Ask the API server to admit a new object (schema strictly, admission plugins such as PodSecurity)
         without storing it; returns its warnings. A refusal raises the client's ApiException."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        response = self.dynamic.request(
-            "post", resource.path(namespace=self._namespace_for(resource)), body=obj, dry_run="All",
-            query_params=[("fieldValidation", "Strict")], serialize=False, _request_timeout=REQUEST_TIMEOUT)
+        path = resource.path(namespace=self._namespace_for(resource))
+        response = self._call(f"POST {path} (dry run)", lambda retrying: self.dynamic.request(
+            "post", path, body=obj, dry_run="All", query_params=[("fieldValidation", "Strict")], serialize=False,
+            _request_timeout=REQUEST_TIMEOUT))
         return [warning for header, warning in response.getheaders().items() if header.lower() == "warning"]
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
@@ -252,20 +299,24 @@ class Cluster:
 
     def watch(self, api_version: str, kind: str, *, resource_version: str, timeout: float,
               label_selector: str | None = MANAGED, field_selector: str | None = None) -> Iterator[dict]:
-        """Watch events from resource_version on; ends when the server closes the stream."""
+        """Watch events from resource_version on; ends when the server closes the stream, or when it is cut (an API
+        server restart, a proxy's timeout): the caller goes on from the last version it saw, as after a close."""
         from kubernetes.watch.watch import iter_resp_lines
+        from urllib3.exceptions import HTTPError
 
         resource = self.resource(api_version, kind)
         seconds = max(1, math.ceil(timeout))
-        response = self.dynamic.request(
-            "get", resource.path(namespace=self._namespace_for(resource)), watch=True,
-            resource_version=resource_version, label_selector=label_selector, field_selector=field_selector,
-            allow_watch_bookmarks=True,
-            timeout_seconds=seconds, serialize=False, _request_timeout=(REQUEST_TIMEOUT[0], seconds + 5))
+        path = resource.path(namespace=self._namespace_for(resource))
+        response = self._call(f"GET {path} (watch)", lambda retrying: self.dynamic.request(
+            "get", path, watch=True, resource_version=resource_version, label_selector=label_selector,
+            field_selector=field_selector, allow_watch_bookmarks=True, timeout_seconds=seconds, serialize=False,
+            _request_timeout=(REQUEST_TIMEOUT[0], seconds + 5)))
         try:
             for line in iter_resp_lines(response):
                 if line:
                     yield json.loads(line)
+        except HTTPError:
+            return
         finally:
             response.release_conn()
 
@@ -286,17 +337,34 @@ class Cluster:
 
         resource = self.resource(api_version, kind)
         options = {"propagationPolicy": propagation} if propagation else None
-        try:
-            self._request("delete", resource.path(name=name, namespace=self._namespace_for(resource)), body=options)
-        except NotFoundError:
-            return False
-        return True
+        path = resource.path(name=name, namespace=self._namespace_for(resource))
+
+        def send(retrying: bool) -> bool:
+            try:
+                self._send("delete", path, body=options)
+            except NotFoundError:
+                return retrying  # when retrying, gone most likely by the try whose answer was lost
+            return True
+
+        return self._call(f"DELETE {path}", send)
 
     def create(self, obj: dict) -> dict:
         """Create one object the kit does not apply (a short-lived pod): it is the kit's only while it lives."""
+        from kubernetes.dynamic.exceptions import ConflictError
+
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        return self._request("post", resource.path(namespace=self._namespace_for(resource)), body=obj,
-                             field_manager=FIELD_MANAGER)
+        namespace = self._namespace_for(resource)
+
+        def send(retrying: bool) -> dict:
+            try:
+                return self._send("post", resource.path(namespace=namespace), body=obj, field_manager=FIELD_MANAGER)
+            except ConflictError:
+                if not retrying:
+                    raise
+                # AlreadyExists on a retry: made by the try whose answer was lost.
+                return self._send("get", resource.path(name=obj["metadata"]["name"], namespace=namespace))
+
+        return self._call(f"POST {resource.path(namespace=namespace)}", send)
 
     def scale(self, obj: dict, replicas: int) -> dict:
         """Set a workload's replicas, as `kubectl scale` does (an update of that one field, by its own manager)."""
@@ -381,9 +449,9 @@ class Cluster:
         if follow:
             query.append(("follow", "true"))
         path = self.resource("v1", "Pod").path(name=pod, namespace=self.namespace) + "/log"
-        response = self.dynamic.request(
+        response = self._call(f"GET {path}", lambda retrying: self.dynamic.request(
             "get", path, query_params=query, header_params={"Accept": "*/*"}, serialize=False,
-            _request_timeout=(REQUEST_TIMEOUT[0], None) if follow else REQUEST_TIMEOUT)
+            _request_timeout=(REQUEST_TIMEOUT[0], None) if follow else REQUEST_TIMEOUT))
         try:
             yield from iter_resp_lines(response)
         finally:
@@ -533,7 +601,11 @@ def connection_reason(error: BaseException) -> str:
     """'Connection refused' rather than urllib3's repr of a connection pool."""
     text = str(getattr(error, "reason", None) or error)
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text) or re.search(r"(certificate verify failed[^'\")]*)", text)
-    return found.group(1).strip() if found else type(error).__name__
+    if found:
+        return found.group(1).strip()
+    # A dropped connection: ProtocolError('Connection aborted.', RemoteDisconnected('Remote end closed …')).
+    inner = next((arg for arg in reversed(error.args) if isinstance(arg, BaseException) and str(arg)), None)
+    return str(inner) if inner else type(error).__name__
 
 
 def outcome(created: bool, before: dict | None, after: dict) -> str:

@@ -366,9 +366,7 @@ def _verdict(obj: dict) -> tuple[str, bool]:
 
 def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float, out: Out) -> None:
     """Watch one kind until all of its workloads are done, resuming dropped watches where they stopped."""
-    from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import GoneError
-    from urllib3.exceptions import HTTPError, MaxRetryError
 
     api_version = BY_NAME[kind].api_version
     names = {name for key_kind, name in states if key_kind == kind}
@@ -386,7 +384,6 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
     if settled():
         return
     version = None  # None: (re)list before watching
-    pause = 0.0
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -414,17 +411,8 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
                 states[(kind, name)] = obj
                 if settled():
                     return
-            pause = 0.0
         except GoneError:
             version = None
-        except (HTTPError, ApiException) as error:
-            # A cut stream (API server restart, proxy timeout) resumes at once from the last version seen;
-            # a server that is down or answering 5xx/429 is retried after a growing pause, until the deadline.
-            if isinstance(error, ApiException) and not (error.status == 429 or error.status >= 500):
-                raise
-            if isinstance(error, (MaxRetryError, ApiException)):
-                pause = min(2.0, pause * 2 or 0.2)
-                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
 
 
 def diagnose(k: Cluster, workload: dict, message: str, out: Out) -> None:

@@ -91,7 +91,9 @@ passed in or returned is a plain dict copy.
                                         field_path, written as conflicts print it (`.spec.replicas`,
                                         `.spec.template.spec.containers[name="worker"].image`; names without dots)
     requests, writes(), clear_requests()  every request so far (method, path, query, content_type, body, status)
-    fail(path_prefix, code, times=1)    the next requests under path_prefix answer code (429, 500, 503, 504, ...)
+    fail(path_prefix, code, times=1)    the next requests under path_prefix answer code (429, 500, 503, 504, ...);
+                                        code 0 carries them out, then closes the connection without an answer (a
+                                        server gone mid-request: the answer is lost; their status in `requests` is 0)
     deny(code, path_prefix="/")         401 or 403 for every matching request
     forbid(verb, resource, group="", namespace=None, subresource="")
                                         RBAC without that permission ("*" matches any verb or resource)

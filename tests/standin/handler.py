@@ -32,6 +32,8 @@ class Request:
     status: int = 0
     # Every value of repeated parameters (exec's `command=` comes once per argument).
     values: dict[str, list[str]] = field(default_factory=dict)
+    # FakeApi.fail(..., 0): carried out, then the connection is closed without the answer (its status stays 0).
+    dropped: bool = False
 
 
 @dataclass
@@ -89,6 +91,10 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as error:  # noqa: BLE001 - a bug of the stand-in: say so, where the test shows it
             traceback.print_exc()
             answer = Answer(500, ApiError(500, "InternalError", f"stand-in bug: {error!r}").status())
+        if request.dropped:
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
         request.status = answer.code
         if answer.upgrade is not None:
             answer.upgrade(self)

@@ -217,6 +217,8 @@ class FakeApi:
             self._requests.clear()
 
     def fail(self, path_prefix: str, code: int, times: int = 1) -> None:
+        """The next `times` requests under path_prefix answer `code` without being carried out; code 0 carries them
+        out, then closes the connection without an answer (a server or proxy gone mid-request: the answer is lost)."""
         with self.store.cond:
             self._failures.append([path_prefix, code, times])
 
@@ -317,6 +319,9 @@ class FakeApi:
                 prefix, code, times = failure
                 if times > 0 and request.path.startswith(prefix):
                     failure[2] -= 1
+                    if code == 0:
+                        request.dropped = True
+                        break
                     phrase = HTTPStatus(code).phrase
                     reason, message = _FAILURES.get(code, (phrase.replace(" ", ""), phrase))
                     raise ApiError(code, reason, message, {})

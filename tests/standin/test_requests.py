@@ -6,6 +6,7 @@ Each test states what a real API server answers, so a reader can compare.
 import json
 
 import pytest
+import urllib3
 from kubernetes import client, config
 from kubernetes.dynamic import exceptions as errors
 
@@ -200,6 +201,18 @@ def test_fail_answers_the_next_requests_with_an_error_then_recovers(fakeapi, api
             core.list_namespace()
         assert raised.value.status == 503
     assert core.list_namespace().items
+
+
+def test_fail_with_code_0_carries_the_request_out_and_loses_its_answer(fakeapi, dyn, namespace):
+    # Real: a server or proxy that dies after the write closes the connection without an answer; the client cannot
+    # tell whether the write happened (urllib3 does not resend a PATCH by itself).
+    resource(dyn, "Secret")
+    fakeapi.fail(f"/api/v1/namespaces/{NS}/secrets", 0)
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        apply(dyn, secret())
+    assert fakeapi.get("Secret", NS, "prefect-config")["data"] == secret()["data"], "the write was carried out"
+    assert [r.status for r in fakeapi.writes()] == [0]
+    assert apply(dyn, secret()).metadata.name == "prefect-config", "the next request is answered"
 
 
 def test_the_request_log_shows_what_the_client_sent(fakeapi, dyn, namespace):
