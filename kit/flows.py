@@ -1,5 +1,11 @@
 """`inv flows`: deploy the flows in flows/ with Prefect's own mechanism (flows/prefect.yaml and
 `prefect deploy --all`), against the kit's API URL and auth string.
+
+A busy server is retried by Prefect's own client inside `prefect deploy`, request by request, within
+RETRY_DEADLINE (kit.prefect_api.client_retry_env), rather than by running the whole command again: only the
+client knows which request failed and how, so a 401 or a refused deployment is never repeated. A request tried
+again after its answer was lost does no harm, as the writes of a deploy are upserts (a flow by its name, a
+deployment by its flow and name).
 """
 
 from __future__ import annotations
@@ -38,24 +44,29 @@ def deploy(settings: Settings, api_url: str | None = None, code_dir: str = IMAGE
     """Run `prefect deploy --all` in flows_dir; flow runs will find the code in code_dir."""
     pools = declared_pools(flows_dir / "prefect.yaml")
     with access.prefect_url(settings, api_url, out=out) as url:
-        _check_pools(settings, url, pools, flows_dir)
+        _check_pools(settings, url, pools, flows_dir, out)
         env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_KEY"}
-        env.update(prefect_api.client_env(settings, url), KIT_FLOWS_DIR=code_dir)
+        env.update(prefect_api.client_env(settings, url), **prefect_api.client_retry_env(settings.retry_deadline),
+                   KIT_FLOWS_DIR=code_dir)
         done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=flows_dir,
                               env=env)
     if done.returncode:
         raise UserError(f"{flows_dir.name}/prefect.yaml: `prefect deploy --all` failed (exit {done.returncode}); "
-                        "its output above says why")
+                        f"its output above says why (a busy server's answers were retried for up to "
+                        f"{settings.retry_deadline:g} s, RETRY_DEADLINE)")
 
 
-def _check_pools(settings: Settings, url: str, pools: set[str], flows_dir: Path) -> None:
+def _check_pools(settings: Settings, url: str, pools: set[str], flows_dir: Path, out: Callable[[str], None]) -> None:
     """Connecting first gives the kit's one-line errors (unreachable, 401) instead of a Prefect traceback."""
     from prefect.exceptions import ObjectNotFound
 
-    with prefect_api.connect(settings, url) as client:
+    def check(client) -> None:
         for pool in sorted(pools):
             try:
                 client.read_work_pool(pool)
             except ObjectNotFound:
                 raise UserError(f"pool {pool}: named in {flows_dir.name}/prefect.yaml but not on the server; "
                                 "run `inv rollout` (or `inv pools`) first") from None
+
+    with prefect_api.connect(settings, url) as client:
+        prefect_api.retried(settings, lambda: check(client), out)

@@ -323,7 +323,11 @@ def sync(settings: Settings, api_url: str | None = None, *, dry_run: bool = Fals
             admit = lambda name, template: admission.check(k, name, template, out)  # noqa: E731
         url = stack.enter_context(access.prefect_url(settings, api_url, k, out))
         client = stack.enter_context(prefect_api.connect(settings, url))
-        for line in write(client, declared, templates, admit=admit, dry_run=dry_run, prune=prune, force=force):
+        # Retried as a whole: the next try reads what the server holds now, so a create whose answer was lost
+        # is seen as done, not made twice.
+        lines = prefect_api.retried(settings, lambda: write(client, declared, templates, admit=admit, dry_run=dry_run,
+                                                            prune=prune, force=force), out)
+        for line in lines:
             out(line)
 
 
@@ -391,7 +395,7 @@ def status(settings: Settings, api_url: str | None = None, k: "Cluster | None" =
             url = stack.enter_context(access.prefect_url(settings, api_url, k, lines.append))
             # Two quick probes: status reports what it sees instead of waiting for a server to come up.
             client = stack.enter_context(prefect_api.connect(settings, url, attempts=2, first_delay=0.5))
-            live = read_live(client, details=True)
+            live = prefect_api.retried(settings, lambda: read_live(client, details=True), lines.append)
     except UserError as error:
         return lines + [f"prefect: {problem}" for problem in error.problems]
     return lines + status_lines(declared, live, datetime.now(timezone.utc), pods)

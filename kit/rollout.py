@@ -224,20 +224,24 @@ OpenPrefect = Callable[[Cluster, Out], AbstractContextManager[PrefectSession]]
 
 
 class _Session:
-    def __init__(self, client):
+    """The real Prefect API: each call retried as `inv pools` retries it (kit.prefect_api.retried)."""
+
+    def __init__(self, client, settings: Settings, out: Out):
         self.client = client
+        self.settings = settings
+        self.out = out
 
     def sync(self, declared: tuple[Pool, ...], templates: dict[str, dict]) -> list[str]:
-        from kit import pools
+        from kit import pools, prefect_api
 
         # The templates were admitted before anything was applied.
-        return pools.write(self.client, declared, templates)
+        return prefect_api.retried(self.settings, lambda: pools.write(self.client, declared, templates), self.out)
 
     def workers(self, pool: str) -> list[workers.Seen]:
-        from kit import pools
+        from kit import pools, prefect_api
 
-        return [workers.Seen(worker.name, worker.online, worker.last_heartbeat)
-                for worker in pools.read_workers(self.client, pool)]
+        found = prefect_api.retried(self.settings, lambda: pools.read_workers(self.client, pool), self.out)
+        return [workers.Seen(worker.name, worker.online, worker.last_heartbeat) for worker in found]
 
 
 @contextmanager
@@ -246,7 +250,7 @@ def prefect_session(settings: Settings, api_url: str | None, k: Cluster, out: Ou
     from kit import access, prefect_api
 
     with access.prefect_url(settings, api_url, k, out) as url, prefect_api.connect(settings, url) as client:
-        yield _Session(client)
+        yield _Session(client, settings, out)
 
 
 def wait_connected(k: Cluster, session: PrefectSession, deployments: list[dict], deadline: float, timeout: float,
