@@ -202,6 +202,17 @@ def logs(c, worker="", follow=False, tail=100):
     cluster.logs(settings.load(), worker=worker, tail=tail, follow=follow)
 
 
+@task(help={"port": "local port to listen on (default: a free one)"})
+def ui(c, port=0):
+    """Open the UI on this machine: a port-forward to the server pod's login proxy, until Ctrl-C."""
+    from kit import settings, ui as server_ui
+
+    try:
+        server_ui.serve(settings.load(), port)
+    except KeyboardInterrupt:
+        print("UI closed")
+
+
 @task(help={"out": "file to write (default: prefect-backup-<namespace>-<UTC time>.db in the current directory)"})
 def backup(c, out=""):
     """Copy a consistent snapshot of the embedded SQLite database out of the running server pod."""

@@ -263,8 +263,9 @@ def test_inv_rollout_without_a_way_to_prefect_stops_before_the_workers_and_destr
     assert 'statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated' in done.stdout
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: Prefect API: the public URL does not answer: ConnectError: ")
-    assert "and the port-forward to pod/prefect-server-0 failed: " in line
-    assert line.endswith("; pass --api-url, or ask for `create` on pods/portforward in namespace prefect")
+    assert "and there is no port-forward to the server instead: the port-forward to pod/prefect-server-0 failed: " \
+        in line
+    assert line.endswith("; ask for `create` on pods/portforward in namespace prefect; or pass --api-url")
     assert fakeapi.objects("Deployment", NS) == []
 
     declined = inv("destroy", stdin=subprocess.DEVNULL)
