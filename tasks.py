@@ -184,7 +184,7 @@ def doctor(c):
     "api_url": API_URL,
 })
 def deploy(c, no_cache=False, timeout=300, api_url=""):
-    """Build, push, apply Secrets, roll out (pools included), deploy flows, show status: stops at the first failure."""
+    """Doctor, build, push, Secrets, rollout (pools included), flows, status: stops at the first failure."""
     from kit import deploy as kit_deploy, settings
 
     kit_deploy.deploy(settings.load(), no_cache=no_cache, timeout=timeout, api_url=api_url or None)

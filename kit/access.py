@@ -21,6 +21,10 @@ Out = Callable[[str], None]
 PROBE_TIMEOUT = 0.8
 
 
+class NoServerPod(UserError):
+    """No server pod is ready to forward to: before a first rollout, or while the server restarts."""
+
+
 @contextmanager
 def prefect_url(settings: Settings, api_url: str | None = None, k: Cluster | None = None,
                 out: Out = print) -> Iterator[str]:
@@ -31,7 +35,7 @@ def prefect_url(settings: Settings, api_url: str | None = None, k: Cluster | Non
         yield url
         return
     public = settings.public_api_url
-    reason = probe(public)
+    reason = probe(public) if settings.has_route else "is not served (ROUTE=none)"
     if reason is None:
         out(f"prefect: {public} (the public URL)")
         yield public
@@ -42,8 +46,9 @@ def prefect_url(settings: Settings, api_url: str | None = None, k: Cluster | Non
                 k = stack.enter_context(cluster.connect(settings))
             forward = stack.enter_context(port_forward(k))
         except UserError as error:
-            raise UserError(f"Prefect API: the public URL {reason}, and there is no port-forward to the server "
-                            f"instead: {error.problems[0]}; or pass --api-url") from None
+            # The same kind of error, so that a caller can still tell "no server yet" from a failure.
+            raise type(error)(f"Prefect API: the public URL {reason}, and there is no port-forward to the server "
+                              f"instead: {error.problems[0]}; or pass --api-url") from None
         out(f"prefect: through a port-forward to pod/{forward.pod} ({public} {reason})")
         yield f"http://127.0.0.1:{forward.local_port}/api"
 
@@ -74,7 +79,7 @@ def port_forward(k: Cluster, local_port: int = 0):
     selector, port = server_endpoint(manifests.load())
     pods = [pod for pod in k.objects("v1", "Pod", label_selector=selector)[0] if pod_ready(pod)]
     if not pods:
-        raise UserError(f"no server pod is ready to port-forward to in namespace {k.namespace}; `inv status` "
+        raise NoServerPod(f"no server pod is ready to port-forward to in namespace {k.namespace}; `inv status` "
                         "shows why")
     name = sorted(pod["metadata"]["name"] for pod in pods)[0]
     forward = PortForward(k.api_client, k.namespace, name, port, local_port)
