@@ -11,6 +11,7 @@ When a workload does not get ready, the pods say why: their waiting reason, even
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from kit import cluster, release, routes, workers
+from kit import cluster, registry, release, routes, workers
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
@@ -93,10 +94,23 @@ VIEWERS: dict[str, Callable[[dict], tuple[str, bool]]] = {
 }
 
 
-def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH) -> str:
-    """The image workloads get: `--tag`, else what `inv build push` recorded for this commit; never latest."""
+def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH,
+                    out: Out = print) -> str:
+    """The image workloads get, pinned by digest: `--tag` (its digest from this machine's record of pushes, or
+    else from the registry), or what `inv build push` recorded for this commit; never latest."""
     if tag:
-        return release.image_for(settings.image_repository, tag, record).reference
+        build = release.image_for(settings.image_repository, tag, record)
+        if build.digest:
+            return build.reference
+        found = registry.digest(settings, build.tag)
+        if found is None:
+            out(f"image: {build.reference} is not pinned to a digest (no Docker engine here to ask {settings.registry}):"
+                " the nodes pull the tag as it is when each pod starts")
+            return build.reference
+        if not found:
+            raise UserError(f"--tag: {settings.registry} has no {build.reference}; push it (`inv build push`) or "
+                            "check the tag")
+        return dataclasses.replace(build, digest=found).reference
     commit = release.commit_tag()
     build = release.recorded_build(settings.image_repository, commit, record)
     if build is None:
@@ -130,7 +144,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     from kit import admission, manifests, pool_config
 
     declared = pool_config.load() if pools is None else pools
-    image = image_reference(settings, tag)
+    image = image_reference(settings, tag, out=out)
     objects = manifests.render(settings, image, declared)
     templates = kubernetes_templates(settings, declared, image)
     open_prefect = prefect or functools.partial(prefect_session, settings, api_url)

@@ -10,7 +10,7 @@ import pytest
 
 from kit import ROOT, cluster, manifests, rollout, status
 from kit.errors import UserError
-from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, digest_of, discovery_cache, settings  # noqa: F401
 from tests.rendering import env_text, make_settings
 
 
@@ -84,7 +84,8 @@ def test_status_shows_pods_and_workloads_like_kubectl(deployed, settings):
     assert len([line for line in lines if line.startswith("prefect-worker-")]) == 2
     workloads = lines[lines.index("") + 1:]
     assert workloads[0].split() == ["WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"]
-    assert workloads[1].split() == ["statefulset/prefect-server", "1", "1", "1", "v1"]
+    # The tag, and the start of the digest it was pinned to.
+    assert workloads[1].split() == ["statefulset/prefect-server", "1", "1", "1", f"v1@{digest_of('v1')[:19]}"]
 
 
 def test_status_shows_a_crash_loop(deployed, settings):
