@@ -2,11 +2,9 @@
 
 import pytest
 
-from kit import release
-from kit import kinds
+from kit import kinds, registry, release
 from kit.cluster import changes, connection_reason, outcome
 from kit.errors import UserError
-from kit import registry
 from kit.rollout import image_reference
 from tests.rendering import make_settings, render
 
