@@ -148,15 +148,17 @@ def secrets(c, dry_run=False):
     "prune": "delete objects the kit applied before and no longer renders (found by its labels)",
     "dry_run": "ask the API server what would change (dryRun=All) and change nothing; Secret values stay hidden",
     "force_conflicts": "take back fields another field manager (kubectl edit, another tool) has changed",
+    "recreate": "delete and recreate a workload whose change Kubernetes cannot make in place (data volume kept)",
     "timeout": "seconds to wait for the server, the workers and their connection to Prefect (default 300)",
     "api_url": API_URL,
 })
-def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, timeout=300, api_url=""):
+def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, recreate=False,
+            timeout=300, api_url=""):
     """Apply everything, make the pools true, and wait until every worker is connected to Prefect."""
     from kit import rollout as kit_rollout, settings
 
     kit_rollout.rollout(settings.load(), tag=tag or None, restart=restart, prune=prune, dry_run=dry_run,
-                        force_conflicts=force_conflicts, timeout=timeout, api_url=api_url or None)
+                        force_conflicts=force_conflicts, recreate=recreate, timeout=timeout, api_url=api_url or None)
 
 
 @task(help={"api_url": API_URL})
