@@ -390,12 +390,15 @@ def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, o
 def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print, deadline: float | None = None) -> None:
     """Wait until every workload is rolled out, for `timeout` seconds (or until `deadline`, the end of a longer
     wait's `timeout`); on failure explain each unready pod and raise UserError."""
+    from kit import progress
+
     deadline = time.monotonic() + timeout if deadline is None else deadline
     states = {(obj["kind"], obj["metadata"]["name"]): obj for obj in workloads}
-    shown: dict[tuple[str, str], str] = {}  # the last message printed per workload, to print only changes
     try:
-        for kind in dict.fromkeys(kind for kind, _ in states):
-            _wait_kind(k, kind, states, shown, deadline, out)
+        # Live lines when the rollout prints to the terminal itself; the lines as they change otherwise.
+        with progress.wait_view(None if out is print else out) as view:
+            for kind in dict.fromkeys(kind for kind, _ in states):
+                _wait_kind(k, kind, states, view, deadline)
     except Stalled as stalled:
         failure = str(stalled)
     except TimeoutError:
@@ -420,7 +423,7 @@ def _verdict(obj: dict) -> tuple[str, bool]:
         return str(stalled), False
 
 
-def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float, out: Out) -> None:
+def _wait_kind(k: Cluster, kind: str, states: dict, view, deadline: float) -> None:
     """Watch one kind until all of its workloads are done, resuming dropped watches where they stopped."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import GoneError
@@ -432,10 +435,9 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
     def settled() -> bool:
         done = True
         for name in sorted(names):
-            message, ready = VIEWERS[kind](states[(kind, name)])
-            if shown.get((kind, name)) != message:
-                shown[(kind, name)] = message
-                out(message)
+            obj = states[(kind, name)]
+            message, ready = VIEWERS[kind](obj)
+            view.show(describe(obj), obj, message, ready)
             done = done and ready
         return done
 
