@@ -11,6 +11,7 @@ When a workload does not get ready, the pods say why: their waiting reason, even
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from kit import cluster, release, routes, workers
+from kit import cluster, immutable, registry, release, routes, workers
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
@@ -93,10 +94,23 @@ VIEWERS: dict[str, Callable[[dict], tuple[str, bool]]] = {
 }
 
 
-def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH) -> str:
-    """The image workloads get: `--tag`, else what `inv build push` recorded for this commit; never latest."""
+def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH,
+                    out: Out = print) -> str:
+    """The image workloads get, pinned by digest: `--tag` (its digest from this machine's record of pushes, or
+    else from the registry), or what `inv build push` recorded for this commit; never latest."""
     if tag:
-        return release.image_for(settings.image_repository, tag, record).reference
+        build = release.image_for(settings.image_repository, tag, record)
+        if build.digest:
+            return build.reference
+        found = registry.digest(settings, build.tag)
+        if found is None:
+            out(f"image: {build.reference} is not pinned to a digest (no Docker engine here to ask {settings.registry}):"
+                " the nodes pull the tag as it is when each pod starts")
+            return build.reference
+        if not found:
+            raise UserError(f"--tag: {settings.registry} has no {build.reference}; push it (`inv build push`) or "
+                            "check the tag")
+        return dataclasses.replace(build, digest=found).reference
     commit = release.commit_tag()
     build = release.recorded_build(settings.image_repository, commit, record)
     if build is None:
@@ -118,8 +132,8 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
 
 
 def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False, prune: bool = False,
-            dry_run: bool = False, force_conflicts: bool = False, timeout: float = DEFAULT_TIMEOUT,
-            api_url: str | None = None, pools: tuple[Pool, ...] | None = None,
+            dry_run: bool = False, force_conflicts: bool = False, recreate: bool = False,
+            timeout: float = DEFAULT_TIMEOUT, api_url: str | None = None, pools: tuple[Pool, ...] | None = None,
             prefect: OpenPrefect | None = None, out: Out = print) -> None:
     """Apply everything rendered in the order that keeps flow runs safe, and wait until every worker is
     connected: the server first, then the pools (with the job templates of this image) through Prefect,
@@ -130,7 +144,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     from kit import admission, manifests, pool_config
 
     declared = pool_config.load() if pools is None else pools
-    image = image_reference(settings, tag)
+    image = image_reference(settings, tag, out=out)
     objects = manifests.render(settings, image, declared)
     templates = kubernetes_templates(settings, declared, image)
     open_prefect = prefect or functools.partial(prefect_session, settings, api_url)
@@ -140,11 +154,23 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
         server = live.get(("StatefulSet", SERVER_NAME))
         if server is not None:
             manifests.check_database_mode(server, manifests.find(objects, "StatefulSet", SERVER_NAME))
+        refused = refused_changes(objects, live)
+        if refused and not recreate:
+            raise UserError(*[f"{describe(obj)}: {'; '.join(changes)}: Kubernetes cannot change this in place; "
+                              "`inv rollout --recreate` deletes and recreates it, keeping its data volume"
+                              for obj, changes in refused])
         if dry_run:
+            for obj, changes in refused:
+                out(f"{describe(obj)} would be deleted and recreated ({'; '.join(changes)})")
+            objects = [obj for obj in objects if all(obj is not other for other, _ in refused)]
             apply_objects(k, objects, live, dry_run=True, force_conflicts=force_conflicts, out=out)
-            if ("Namespace", k.namespace) in live:
+            # The Pod's dry run needs its service account to exist; a first rollout creates it before the check.
+            if ("ServiceAccount", workers.FLOW_RUN_ACCOUNT) in live:
                 for name, template in templates.items():
                     admission.check(k, name, template, out)
+            elif templates:
+                out(f"job templates: checked by the rollout itself, once it has created serviceaccount/"
+                    f"{workers.FLOW_RUN_ACCOUNT}")
             _prune(k, objects, live, unserved, prune=prune, dry_run=True, out=out)
             out("pools: not written in a dry run (`inv pools --dry-run` compares them)")
             return
@@ -156,6 +182,8 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
         applied = apply_objects(k, ahead, live, force_conflicts=force_conflicts, out=out)
         for name, template in templates.items():
             admission.check(k, name, template, out)
+        # Deleted only once every check has passed: a refused template must not leave a workload missing.
+        recreate_workloads(k, refused, live, timeout, out)
         applied += apply_objects(k, rest, live, force_conflicts=force_conflicts, out=out)
         _prune(k, objects, live, unserved, prune=prune, dry_run=False, out=out)
         # --timeout covers the waiting: for the server, the pools, the workers and their connection.
@@ -170,6 +198,34 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             wait(k, deployed, timeout, out, deadline)
             wait_connected(k, session, deployed, deadline, timeout, out)
     out(f"ready: {routes.where(settings)}")
+
+
+def refused_changes(objects: list[dict], live: dict) -> list[tuple[dict, list[str]]]:
+    """The rendered objects whose live version differs in a field Kubernetes will not change in place, with those
+    fields: found before anything is applied, so that a rollout never stops halfway on a 422."""
+    found = []
+    for obj in objects:
+        current = live.get((obj["kind"], obj["metadata"]["name"]))
+        changes = immutable.refused_changes(current, obj, cluster.FIELD_MANAGER) if current else []
+        if changes:
+            found.append((obj, changes))
+    return found
+
+
+def recreate_workloads(k: Cluster, refused: list[tuple[dict, list[str]]], live: dict, timeout: float,
+                       out: Out) -> None:
+    """`--recreate`: delete each refused object so that the apply creates it anew. A StatefulSet goes with its
+    pods orphaned, so the new one adopts them (and rolls them to its template) and the claims, which a
+    StatefulSet never deletes, stay: the data volume is mounted again. Unless its selector changed, which no
+    new StatefulSet would adopt by: then its pods go with it, the claims still stay."""
+    for obj, changes in refused:
+        orphan = obj["kind"] == "StatefulSet" and not any(change.startswith("spec.selector") for change in changes)
+        name = obj["metadata"]["name"]
+        k.delete(obj["apiVersion"], obj["kind"], name, "Orphan" if orphan else "Background")
+        k.wait_gone(obj["apiVersion"], obj["kind"], [name], timeout)
+        live.pop((obj["kind"], name), None)
+        kept = "its pods and claims kept" if orphan else "its claims kept"
+        out(f"{describe(obj)} deleted to be recreated ({'; '.join(changes)}; {kept})")
 
 
 def check_served(k: Cluster, objects: list[dict]) -> None:
@@ -338,12 +394,15 @@ def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, o
 def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print, deadline: float | None = None) -> None:
     """Wait until every workload is rolled out, for `timeout` seconds (or until `deadline`, the end of a longer
     wait's `timeout`); on failure explain each unready pod and raise UserError."""
+    from kit import progress
+
     deadline = time.monotonic() + timeout if deadline is None else deadline
     states = {(obj["kind"], obj["metadata"]["name"]): obj for obj in workloads}
-    shown: dict[tuple[str, str], str] = {}  # the last message printed per workload, to print only changes
     try:
-        for kind in dict.fromkeys(kind for kind, _ in states):
-            _wait_kind(k, kind, states, shown, deadline, out)
+        # Live lines when the rollout prints to the terminal itself; the lines as they change otherwise.
+        with progress.wait_view(None if out is print else out) as view:
+            for kind in dict.fromkeys(kind for kind, _ in states):
+                _wait_kind(k, kind, states, view, deadline)
     except Stalled as stalled:
         failure = str(stalled)
     except TimeoutError:
@@ -368,7 +427,7 @@ def _verdict(obj: dict) -> tuple[str, bool]:
         return str(stalled), False
 
 
-def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float, out: Out) -> None:
+def _wait_kind(k: Cluster, kind: str, states: dict, view, deadline: float) -> None:
     """Watch one kind until all of its workloads are done, resuming dropped watches where they stopped."""
     from kubernetes.dynamic.exceptions import GoneError
 
@@ -378,10 +437,9 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
     def settled() -> bool:
         done = True
         for name in sorted(names):
-            message, ready = VIEWERS[kind](states[(kind, name)])
-            if shown.get((kind, name)) != message:
-                shown[(kind, name)] = message
-                out(message)
+            obj = states[(kind, name)]
+            message, ready = VIEWERS[kind](obj)
+            view.show(describe(obj), obj, message, ready)
             done = done and ready
         return done
 
