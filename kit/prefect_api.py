@@ -23,10 +23,12 @@ from kit.settings import SERVER_PORT, Settings
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-# Five probes 1, 2, 4 and 8 s apart (Prefect's transport itself retries a refused connection 3 times
-# within ~1.5 s): a server that is still migrating its database (~10 s here) is waited for, and a wrong
-# host still fails within ~20 s.
+# At least five probes 1, 2, 4 and 8 s apart, then every 8 s until RETRY_DEADLINE has passed (Prefect's
+# transport itself retries a refused connection 3 times within ~1.5 s): a server that is still migrating its
+# database (~10 s here, several times that on a busy node) is waited for, and a wrong host fails once the
+# deadline has passed.
 ATTEMPTS = 5
+MAX_DELAY = 8.0
 FIRST_DELAY = 1.0
 # One probe may not hang for Prefect's default 60 s when packets to the host are dropped.
 PROBE_TIMEOUT = 5.0
@@ -77,7 +79,7 @@ def unreachable_hint(settings: Settings) -> str:
 
 
 @contextmanager
-def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
+def connect(settings: Settings, url: str, attempts: int | None = None,
             first_delay: float = FIRST_DELAY) -> Iterator["SyncPrefectClient"]:
     """A synchronous Prefect client for `url`, once the API answers; HTTP failures become one-line UserErrors."""
     import httpx
@@ -117,12 +119,17 @@ def connect(settings: Settings, url: str, attempts: int = ATTEMPTS,
             raise UserError(f"Prefect API {url}: {describe(error)} midway; run the command again") from None
 
 
-def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay: float) -> None:
+def _wait_until_healthy(settings: Settings, url: str, attempts: int | None, first_delay: float) -> None:
+    """Probe /health until it answers: `attempts` times, or (None) at least ATTEMPTS times and until
+    RETRY_DEADLINE has passed."""
     from prefect.client.orchestration import get_client
 
-    delay = first_delay
+    patience = 0.0 if attempts is not None else settings.retry_deadline
+    attempts = attempts or ATTEMPTS
+    started, delay, attempt = time.monotonic(), first_delay, 0
     with get_client(sync_client=True, httpx_settings={"timeout": PROBE_TIMEOUT}) as probe:
-        for attempt in range(1, attempts + 1):
+        while True:
+            attempt += 1
             error = probe.api_healthcheck()
             if error is None:
                 return
@@ -130,10 +137,11 @@ def _wait_until_healthy(settings: Settings, url: str, attempts: int, first_delay
                 # Something answers, but not a Prefect API: most often the URL lacks its /api suffix.
                 raise UserError(f"Prefect API {url}: no Prefect API at this URL (/health answered HTTP 404); "
                                 f"did you mean {url.rstrip('/')}/api?")
-            if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
-    raise UserError(f"Prefect API {url}: unreachable after {attempts} attempts ({describe(error)}); "
+            if attempt >= attempts and time.monotonic() - started + delay > patience:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+    raise UserError(f"Prefect API {url}: unreachable after {attempt} attempts ({describe(error)}); "
                     + unreachable_hint(settings))
 
 
