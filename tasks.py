@@ -26,9 +26,11 @@ def init(c, force=False, registry="", host="", namespace="", user="", database_u
               "DATABASE_URL": database_url}
     values = {key: value for key, value in chosen.items() if value}
     values["LOGIN_PASSWORD"] = settings.generate_password()
+    # The embedded Redis's too, so that a later switch to DATABASE_MODE=scaled needs no new secret.
+    values["REDIS_PASSWORD"] = settings.generate_password()
     text = settings.fill_template((ROOT / ".env.example").read_text(), values)
     settings.write_env_file(path, text, force=force)
-    print(f"wrote {path} (mode 0600, with a generated LOGIN_PASSWORD); review it, then: inv render")
+    print(f"wrote {path} (mode 0600, with a generated LOGIN_PASSWORD and REDIS_PASSWORD); review it, then: inv render")
 
 
 @task(help={
@@ -148,15 +150,20 @@ def secrets(c, dry_run=False):
     "prune": "delete objects the kit applied before and no longer renders (found by its labels)",
     "dry_run": "ask the API server what would change (dryRun=All) and change nothing; Secret values stay hidden",
     "force_conflicts": "take back fields another field manager (kubectl edit, another tool) has changed",
-    "timeout": "seconds to wait for the server, the workers and their connection to Prefect (default 300)",
+    "switch_database": "start the server on another database than the live one's, to or from SQLite, whose "
+                       "data does not follow (README: Switching database modes)",
+    "timeout": "seconds to wait for the migration, the server, the workers and their connection to Prefect "
+               "(default 300)",
     "api_url": API_URL,
 })
-def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, timeout=300, api_url=""):
+def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, switch_database=False,
+            timeout=300, api_url=""):
     """Apply everything, make the pools true, and wait until every worker is connected to Prefect."""
     from kit import rollout as kit_rollout, settings
 
     kit_rollout.rollout(settings.load(), tag=tag or None, restart=restart, prune=prune, dry_run=dry_run,
-                        force_conflicts=force_conflicts, timeout=timeout, api_url=api_url or None)
+                        force_conflicts=force_conflicts, switch_database=switch_database, timeout=timeout,
+                        api_url=api_url or None)
 
 
 @task(help={"api_url": API_URL})
