@@ -27,6 +27,9 @@ RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 # Scaling for a restore is not part of the applied configuration: it gets a manager of its own, as `kubectl scale`.
 SCALE_MANAGER = "prefect-kit-scale"
+# Keeps a workload's replicas while the kit's apply lets go of them for a new autoscaler (Kubernetes' documented
+# hand-over of a field between managers).
+HANDOVER_MANAGER = "prefect-kit-handover"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
 # (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
 REQUEST_TIMEOUT = (10, 60)
@@ -186,7 +189,8 @@ class Cluster:
         response = self.dynamic.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
         return json.loads(response.data)
 
-    def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
+    def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False,
+              manager: str = FIELD_MANAGER) -> tuple[bool, dict]:
         """Server-side apply one object; returns (created, the object as stored or as it would be)."""
         from kubernetes.dynamic.exceptions import (ConflictError, InternalServerError, ResourceNotFoundError,
                                                    UnprocessibleEntityError)
@@ -199,7 +203,7 @@ class Cluster:
                             "render it") from None
         try:
             response = self.dynamic.server_side_apply(
-                resource, body=obj, namespace=self._namespace_for(resource), field_manager=FIELD_MANAGER,
+                resource, body=obj, namespace=self._namespace_for(resource), field_manager=manager,
                 force_conflicts=True if force_conflicts else None, dry_run="All" if dry_run else None,
                 serialize=False, _request_timeout=REQUEST_TIMEOUT)
         except ConflictError as error:
