@@ -199,14 +199,15 @@ def deploy(c, no_cache=False, timeout=300, api_url=""):
 
 @task(help={
     "worker": "show the worker of this work queue (e.g. prod-main) instead of the server",
+    "services": "DATABASE_MODE=scaled: show the background services instead of the API",
     "follow": "keep streaming new lines until the pod stops (Ctrl-C to leave)",
     "tail": "lines of history to show (default 100)",
 })
-def logs(c, worker="", follow=False, tail=100):
+def logs(c, worker="", services=False, follow=False, tail=100):
     """Show the recent log of the Prefect server, or of one worker."""
     from kit import cluster, settings
 
-    cluster.logs(settings.load(), worker=worker, tail=tail, follow=follow)
+    cluster.logs(settings.load(), worker=worker, services=services, tail=tail, follow=follow)
 
 
 @task(help={"out": "file to write (default: prefect-backup-<namespace>-<UTC time>.db in the current directory)"})

@@ -394,11 +394,23 @@ class Cluster:
             response.release_conn()
 
 
-def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool = False, out=print) -> None:
-    """The log of the server, or of the worker of one queue: its newest ready pod, as `kubectl logs` picks."""
+def logs(settings: Settings, *, worker: str = "", services: bool = False, tail: int = 100, follow: bool = False,
+         out=print) -> None:
+    """The log of the server (in scaled mode its API, or its background services), or of the worker of one queue:
+    its newest ready pod, as `kubectl logs` picks."""
     from kubernetes.dynamic.exceptions import BadRequestError
 
-    kind, name = ("Deployment", f"{WORKER_PREFIX}{worker}") if worker else ("StatefulSet", SERVER_NAME)
+    from kit import server
+
+    if services and settings.mode != "scaled":
+        raise UserError(f"--services: the background services run in the server pod with DATABASE_MODE={settings.mode}; "
+                        "`inv logs` shows them")
+    if worker:
+        kind, name = "Deployment", f"{WORKER_PREFIX}{worker}"
+    elif settings.mode == "scaled":
+        kind, name = "Deployment", server.SERVICES if services else server.API
+    else:
+        kind, name = "StatefulSet", SERVER_NAME
     with connect(settings) as k:
         workload = k.get(BY_NAME[kind].api_version, kind, name)
         if workload is None:
