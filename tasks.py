@@ -152,18 +152,19 @@ def secrets(c, dry_run=False):
     "force_conflicts": "take back fields another field manager (kubectl edit, another tool) has changed",
     "switch_database": "start the server on another database than the live one's, to or from SQLite, whose "
                        "data does not follow (README: Switching database modes)",
+    "recreate": "delete and recreate a workload whose change Kubernetes cannot make in place (data volume kept)",
     "timeout": "seconds to wait for the migration, the server, the workers and their connection to Prefect "
                "(default 300)",
     "api_url": API_URL,
 })
 def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, switch_database=False,
-            timeout=300, api_url=""):
+            recreate=False, timeout=300, api_url=""):
     """Apply everything, make the pools true, and wait until every worker is connected to Prefect."""
     from kit import rollout as kit_rollout, settings
 
     kit_rollout.rollout(settings.load(), tag=tag or None, restart=restart, prune=prune, dry_run=dry_run,
-                        force_conflicts=force_conflicts, switch_database=switch_database, timeout=timeout,
-                        api_url=api_url or None)
+                        force_conflicts=force_conflicts, switch_database=switch_database, recreate=recreate,
+                        timeout=timeout, api_url=api_url or None)
 
 
 @task(help={"api_url": API_URL})
@@ -191,7 +192,7 @@ def doctor(c):
     "api_url": API_URL,
 })
 def deploy(c, no_cache=False, timeout=300, api_url=""):
-    """Build, push, apply Secrets, roll out (pools included), deploy flows, show status: stops at the first failure."""
+    """Doctor, build, push, Secrets, rollout (pools included), flows, status: stops at the first failure."""
     from kit import deploy as kit_deploy, settings
 
     kit_deploy.deploy(settings.load(), no_cache=no_cache, timeout=timeout, api_url=api_url or None)
@@ -208,6 +209,17 @@ def logs(c, worker="", services=False, follow=False, tail=100):
     from kit import cluster, settings
 
     cluster.logs(settings.load(), worker=worker, services=services, tail=tail, follow=follow)
+
+
+@task(help={"port": "local port to listen on (default: a free one)"})
+def ui(c, port=0):
+    """Open the UI on this machine: a port-forward to the server pod's login proxy, until Ctrl-C."""
+    from kit import settings, ui as server_ui
+
+    try:
+        server_ui.serve(settings.load(), port)
+    except KeyboardInterrupt:
+        print("UI closed")
 
 
 @task(help={"out": "file to write (default: prefect-backup-<namespace>-<UTC time>.db in the current directory)"})

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from kit import pool_config, rollout  # noqa: E402
 from kit.settings import WORKER_PREFIX  # noqa: E402
-from tests.contract.clusterkit import StandInPrefect  # noqa: E402
+from tests.contract.clusterkit import StandInPrefect, digest_of  # noqa: E402
 from tests.standin import FakeApi  # noqa: E402
 from tests.rendering import make_settings  # noqa: E402
 
@@ -34,12 +34,17 @@ def quiet(line: str) -> None:
     pass
 
 
+def pinned(tag: str) -> str:
+    """A tag with its digest, as `inv build push` records it: the registry is not what this bench counts."""
+    return f"{tag}@{digest_of(tag)}"
+
+
 def count_no_change(api: FakeApi, settings, cold: bool) -> collections.Counter:
     if cold:
         for cache in Path(tempfile.gettempdir()).glob("osrcp-*.json"):
             cache.unlink()
     api.clear_requests()
-    rollout.rollout(settings, tag="v1", timeout=10, prefect=StandInPrefect(api), out=quiet)
+    rollout.rollout(settings, tag=pinned("v1"), timeout=10, prefect=StandInPrefect(api), out=quiet)
     kinds = collections.Counter()
     for request in api.requests:
         if request.query.get("watch"):
@@ -90,14 +95,14 @@ def main(runs: int) -> None:
         settings = make_settings()
         try:
             api.controller(True)
-            rollout.rollout(settings, tag="v1", timeout=10, prefect=StandInPrefect(api), out=quiet)
+            rollout.rollout(settings, tag=pinned("v1"), timeout=10, prefect=StandInPrefect(api), out=quiet)
             api.controller(False)
             for cold in (True, False):
                 kinds = count_no_change(api, settings, cold)
                 label = "cold discovery cache" if cold else "warm discovery cache"
                 detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
                 print(f"no-change rollout, {label}: {sum(kinds.values())} requests ({detail})")
-            delays = [ready_delay(api, settings, f"v{run + 2}") for run in range(runs)]
+            delays = [ready_delay(api, settings, pinned(f"v{run + 2}")) for run in range(runs)]
         finally:
             api.stop()
     median = statistics.median(delays)

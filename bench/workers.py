@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from kit import flows, manifests, pool_config, pools, prefect_api, rollout, settings  # noqa: E402
 from kit.settings import WORKER_PREFIX  # noqa: E402
+from tests.contract.clusterkit import digest_of  # noqa: E402
 from tests.standin import FakeApi  # noqa: E402
 from tests.integration.conftest import secret_value  # noqa: E402
 from tests.integration.prefect_server import PREFECT, clean_environment, prefect_server, stop  # noqa: E402
@@ -86,7 +87,9 @@ def connect_delays(kit_settings, url, tmp: Path, runs: int) -> list[float]:
         api.controller(True)
         for run in range(runs):
             with ExitStack() as stack:
-                objects = manifests.render(kit_settings, f"{kit_settings.image_repository}:b{run}", declared)
+                # Pinned as `inv build push` records it: the registry is not what this bench times.
+                tag = f"b{run}@{digest_of(f'b{run}')}"
+                objects = manifests.render(kit_settings, f"{kit_settings.image_repository}:{tag}", declared)
                 started = set()
 
                 def out(line):
@@ -98,7 +101,7 @@ def connect_delays(kit_settings, url, tmp: Path, runs: int) -> list[float]:
                             process = worker(kit_settings, url, objects, WORKER_PREFIX + "bench-a", pod, tmp)
                             stack.callback(stop, process)
 
-                rollout.rollout(kit_settings, tag=f"b{run}", timeout=180, api_url=url, pools=declared, out=out)
+                rollout.rollout(kit_settings, tag=tag, timeout=180, api_url=url, pools=declared, out=out)
                 returned = time.time()
                 with prefect_api.connect(kit_settings, url) as client:
                     seen = {w.name: w for w in client.read_workers_for_work_pool("bench")}

@@ -21,6 +21,10 @@ Out = Callable[[str], None]
 PROBE_TIMEOUT = 0.8
 
 
+class NoServerPod(UserError):
+    """No server pod is ready to forward to: before a first rollout, or while the server restarts."""
+
+
 @contextmanager
 def prefect_url(settings: Settings, api_url: str | None = None, k: Cluster | None = None,
                 out: Out = print) -> Iterator[str]:
@@ -31,19 +35,20 @@ def prefect_url(settings: Settings, api_url: str | None = None, k: Cluster | Non
         yield url
         return
     public = settings.public_api_url
-    reason = probe(public)
+    reason = probe(public) if settings.has_route else "is not served (ROUTE=none)"
     if reason is None:
         out(f"prefect: {public} (the public URL)")
         yield public
         return
     with ExitStack() as stack:
-        if k is None:
-            try:
+        try:
+            if k is None:
                 k = stack.enter_context(cluster.connect(settings))
-            except UserError as error:
-                raise UserError(f"Prefect API: the public URL {reason}, and without a cluster there is no "
-                                f"port-forward to the server: {error.problems[0]}; or pass --api-url") from None
-        forward = stack.enter_context(port_forward(k, reason))
+            forward = stack.enter_context(port_forward(k))
+        except UserError as error:
+            # The same kind of error, so that a caller can still tell "no server yet" from a failure.
+            raise type(error)(f"Prefect API: the public URL {reason}, and there is no port-forward to the server "
+                              f"instead: {error.problems[0]}; or pass --api-url") from None
         out(f"prefect: through a port-forward to pod/{forward.pod} ({public} {reason})")
         yield f"http://127.0.0.1:{forward.local_port}/api"
 
@@ -63,8 +68,9 @@ def probe(url: str) -> str | None:
 
 
 @contextmanager
-def port_forward(k: Cluster, reason: str):
-    """A PortForward to a ready server pod, at the port its Service sends the API to."""
+def port_forward(k: Cluster, local_port: int = 0):
+    """A PortForward to a ready server pod, at the port its Service sends traffic to (the login proxy's), from
+    127.0.0.1:local_port (0: a free one)."""
     from kubernetes.client.exceptions import ApiException
 
     from kit import manifests
@@ -73,17 +79,17 @@ def port_forward(k: Cluster, reason: str):
     selector, port = server_endpoint(manifests.load())
     pods = [pod for pod in k.objects("v1", "Pod", label_selector=selector)[0] if pod_ready(pod)]
     if not pods:
-        raise UserError(f"Prefect API: the public URL {reason}, and no server pod is ready to port-forward to in "
-                        f"namespace {k.namespace}; `inv status` shows why (or pass --api-url)")
+        raise NoServerPod(f"no server pod is ready to port-forward to in namespace {k.namespace}; `inv status` "
+                        "shows why")
     name = sorted(pod["metadata"]["name"] for pod in pods)[0]
-    forward = PortForward(k.api_client, k.namespace, name, port)
+    forward = PortForward(k.api_client, k.namespace, name, port, local_port)
     try:
         forward.start()
     except ApiException as error:
         # The websocket client's reason carries the whole answer after its first line: keep that line.
         why = str(error.reason or error.status).split(" -+-+- ")[0]
-        raise UserError(f"Prefect API: the public URL {reason}, and the port-forward to pod/{name} failed: {why}; "
-                        f"pass --api-url, or ask for `create` on pods/portforward in namespace {k.namespace}") from None
+        raise UserError(f"the port-forward to pod/{name} failed: {why}; ask for `create` on pods/portforward in "
+                        f"namespace {k.namespace}") from None
     try:
         yield forward
     finally:

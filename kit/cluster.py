@@ -80,6 +80,10 @@ def _load_configuration(context: str, configuration) -> str:
     return chosen
 
 
+class WaitTimeout(UserError):
+    """What wait_for raises when its time is up: a UserError, which a caller that waits on may catch."""
+
+
 @dataclass
 class Cluster:
     """One namespace of one cluster, reached through one API client."""
@@ -319,8 +323,8 @@ class Cluster:
                 return current
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise UserError(f"{kind.lower()}/{name}: still not {waiting_for} after {timeout:g}s; "
-                                "`inv status` shows what it is doing")
+                raise WaitTimeout(f"{kind.lower()}/{name}: still not {waiting_for} after {timeout:g}s; "
+                                  "`inv status` shows what it is doing")
             version = current["metadata"]["resourceVersion"] if current else self.objects(
                 api_version, kind, label_selector=None)[1]
             # Any event about it (or the watch's end) is a reason to look again.

@@ -1,5 +1,5 @@
-"""`inv deploy`: build → push → secrets → rollout (which makes the pools true) → flows → status, stopping
-at the first failure.
+"""`inv deploy`: doctor → build → push → secrets → rollout (which makes the pools true) → flows → status,
+stopping at the first failure (for doctor: at its first ✗).
 
 Each step is the same kit function its own task calls; this module only orders them and says where a
 failed deploy stopped, so the user knows which steps are already done.
@@ -18,9 +18,12 @@ from kit.settings import Settings
 def deploy(settings: Settings, *, no_cache: bool = False, timeout: float = rollout.DEFAULT_TIMEOUT,
            api_url: str | None = None, out: Callable[[str], None] | None = None) -> None:
     """out None: print, and build and push draw their live progress on the terminal; else plain lines to out."""
-    from kit import flows, image, status
+    from kit import doctor, flows, image, status
 
     say = out or print
+    with _step("doctor", say):
+        if not doctor.run(lambda: settings, say):
+            raise UserError("doctor: a check above is ✗; fix it (its line says how), then run `inv deploy` again")
     with _step("build", say):
         image.build(settings, ROOT, no_cache=no_cache, echo=out)
     with _step("push", say):

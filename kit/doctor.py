@@ -80,7 +80,7 @@ def run(load_settings: Callable[[], Settings], out: Callable[[str], None] = prin
             out(Finding(FAIL, ".env", problem).line())
         return False
     out(Finding(OK, settings.source, "valid").line())
-    groups = (check_cluster, check_registry, check_public_host, check_redis)
+    groups = (check_cluster, check_registry, check_public_host, check_prefect, check_redis)
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         results = [pool.submit(group, settings) for group in groups]
         findings = [finding for result in results for finding in result.result()]
@@ -236,6 +236,37 @@ def check_registry(settings: Settings) -> list[Finding]:
     else:
         found.append(Finding(LATER, "image", f"{settings.image_repository}:{tag} is not pushed yet: `inv build push`"))
     return found
+
+
+# --- Prefect -------------------------------------------------------------------------------------------------
+
+def check_prefect(settings: Settings) -> list[Finding]:
+    """The API answers and takes the auth string of .env: through the public URL, or a port-forward as the
+    kit's own tasks reach it."""
+    import httpx
+
+    from kit import access
+
+    ways: list[str] = []
+    try:
+        with access.prefect_url(settings, out=ways.append) as url:
+            answer = httpx.get(f"{url}/admin/version", auth=(settings.login_user, settings.login_password),
+                               timeout=ANSWER_TIMEOUT)
+    except access.NoServerPod:
+        return [Finding(LATER, "Prefect API", "no server running yet (fine before a first rollout)")]
+    except UserError as error:
+        return [Finding(FAIL, "Prefect API", error.problems[0])]
+    except httpx.HTTPError as error:
+        return [Finding(FAIL, "Prefect API", f"{ways[0].removeprefix('prefect: ')} does not answer ({error}); "
+                                             "`inv status` shows the server")]
+    way = ways[0].removeprefix("prefect: ")
+    if answer.status_code == 401:
+        return [Finding(FAIL, "LOGIN_PASSWORD", f"{way} refuses the user and password of {settings.source} (401): "
+                                                "the server runs with another auth string; roll them out "
+                                                "(`inv rollout`)")]
+    if answer.status_code != 200:
+        return [Finding(FAIL, "Prefect API", f"{way} answers HTTP {answer.status_code} on /admin/version")]
+    return [Finding(OK, "Prefect API", f"Prefect {answer.json()} at {way} takes the auth string")]
 
 
 # --- the public host ------------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def render_pod(pod: dict, settings: Settings, image: str, proxies: bool = True) 
         pod["imagePullSecrets"] = [{"name": secrets.PULL}]
     for container in pod["containers"]:
         container["image"] = image
+        container["imagePullPolicy"] = pull_policy(image)
         env = container.setdefault("env", [])
         if _has_env(env, "PREFECT_SERVER_UI_V2_ENABLED"):
             _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", value="true" if settings.ui_v2 else "false")
@@ -92,6 +93,12 @@ def render_pod(pod: dict, settings: Settings, image: str, proxies: bool = True) 
         for name, key in (secrets.proxy_keys(settings) if proxies else {}).items():
             for variable in (name, name.lower()):
                 _set_env(env, variable, valueFrom={"secretKeyRef": {"name": secrets.CONFIG, "key": key}})
+
+
+def pull_policy(image: str) -> str:
+    """IfNotPresent for an image pinned by digest: the digest names one set of bytes, so a node that has them
+    need not ask the registry again (a registry that is down then stops no restart). A tag may move: Always."""
+    return "IfNotPresent" if "@sha256:" in image else "Always"
 
 
 def _has_env(env: list[dict], name: str) -> bool:

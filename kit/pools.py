@@ -399,34 +399,45 @@ def status(settings: Settings, api_url: str | None = None, k: "Cluster | None" =
 
 def status_lines(declared: tuple[Pool, ...], live: dict[str, LivePool], now: datetime,
                  pods: set[str] | None = None) -> list[str]:
-    lines = []
-    for name in [pool.name for pool in declared if pool.name not in live]:
-        lines.append(f"pool {name}: missing (declared in {POOLS_FILE}); run `inv pools`")
-    for pool in live.values():
-        limit = "unlimited" if pool.concurrency_limit is None else str(pool.concurrency_limit)
-        # The pool's status already says "paused" when it is.
-        lines.append(f"pool {pool.name} ({pool.type}): {_status(pool.status)}, concurrency {limit}")
-        for queue in pool.queues:
-            lines.append(f"  queue {queue.name}: {_status(queue.status)}, {queue.late_runs} late runs")
-        if not pool.workers:
-            lines.append("  workers: none has polled this pool yet")
-        for worker in pool.workers:
-            seen = _ago(worker.last_heartbeat, now)
-            if pods is not None and worker.name not in pods:
-                # Prefect keeps a stopped worker ONLINE until its heartbeats are overdue (~90 s).
-                state = "stale (its pod is gone)"
-            else:
-                state = "online" if worker.online else "offline"
-            lines.append(f"  worker {worker.name}: {state}, last heartbeat {seen}")
+    """The Prefect half of `inv status`, in tables like its cluster half: pools, queues, workers."""
+    from kit.columns import table
+
+    missing = [(pool.name, pool.type, f"missing: run `inv pools` ({POOLS_FILE} declares it)", "")
+               for pool in declared if pool.name not in live]
+    # The pool's status already says "paused" when it is.
+    pools = [(pool.name, pool.type, _status(pool.status), _limit(pool.concurrency_limit)) for pool in live.values()]
+    lines = table(("POOL", "TYPE", "STATUS", "CONCURRENCY"), missing + pools)
+    queues = [(f"{pool.name}/{queue.name}", _status(queue.status), _limit(queue.concurrency_limit),
+               str(queue.late_runs)) for pool in live.values() for queue in pool.queues]
+    if queues:
+        lines += [""] + table(("QUEUE", "STATUS", "CONCURRENCY", "LATE RUNS"), queues)
+    workers = [(worker.name, pool.name, _worker_state(worker, pods), _ago(worker.last_heartbeat, now))
+               for pool in live.values() for worker in pool.workers]
+    if workers:
+        lines += [""] + table(("WORKER", "POOL", "STATUS", "LAST HEARTBEAT"), workers)
+    lines += [f"pool {pool.name}: no worker has polled it yet" for pool in live.values() if not pool.workers]
     return lines
+
+
+def _worker_state(worker: LiveWorker, pods: set[str] | None) -> str:
+    if pods is not None and worker.name not in pods:
+        # Prefect keeps a stopped worker ONLINE until its heartbeats are overdue (~90 s).
+        return "stale (its pod is gone)"
+    return "online" if worker.online else "offline"
 
 
 def _status(value: str) -> str:
     return value.lower().replace("_", " ") or "unknown"
 
 
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
 def _ago(moment: datetime | None, now: datetime) -> str:
+    """kubectl's AGE form for a heartbeat: 12s ago, 3m20s ago; never."""
+    from kit.columns import human_age
+
     if moment is None:
         return "never"
-    seconds = int((now - moment).total_seconds())
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC ({seconds} s ago)"
+    return f"{human_age(now, moment.astimezone(timezone.utc).isoformat())} ago"

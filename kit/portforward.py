@@ -8,9 +8,12 @@ accepted connection gets a tunnel of its own, as kubectl opens a stream per conn
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import threading
+
+from kit.errors import UserError
 
 # Bytes moved per read; the client's own proxy thread reads 1 MiB at a time as well.
 _CHUNK = 1 << 20
@@ -19,13 +22,13 @@ _CHUNK = 1 << 20
 class PortForward:
     """Forward 127.0.0.1:<local_port> to `port` of `pod` in `namespace`; use it as a context manager."""
 
-    def __init__(self, api_client, namespace: str, pod: str, port: int):
+    def __init__(self, api_client, namespace: str, pod: str, port: int, local_port: int = 0):
         from kubernetes import client
 
         # A client of its own: kubernetes.stream swaps the call_api of the client it is given while it opens
         # a tunnel, which must not happen under the feet of the caller's watches and requests.
         self._api = client.CoreV1Api(client.ApiClient(api_client.configuration))
-        self.namespace, self.pod, self.port = namespace, pod, port
+        self.namespace, self.pod, self.port, self._bind = namespace, pod, port, local_port
         self._open_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._closing = threading.Event()
@@ -48,7 +51,11 @@ class PortForward:
         """Listen; fails here, not at the first connection, when the cluster refuses port-forwarding (403)
         or the pod is gone."""
         self.tunnel().close()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        try:
+            self._listener = socket.create_server(("127.0.0.1", self._bind))
+        except OSError as error:
+            raise UserError(f"--port: cannot listen on 127.0.0.1:{self._bind} ({os.strerror(error.errno)}); choose another "
+                            "port, or leave --port out for a free one") from None
         threading.Thread(target=self._accept, name=f"port-forward {self.pod}:{self.port}", daemon=True).start()
         return self
 

@@ -1,5 +1,5 @@
-"""How `inv build` and `inv push` show their progress: live lines drawn with rich on a terminal, plain lines
-otherwise (CI logs, pipes, `inv deploy > log`).
+"""How `inv build`, `inv push` and the rollout's waits show their progress: live lines drawn with rich on a
+terminal, plain lines otherwise (CI logs, pipes, `inv deploy > log`).
 
 The views only draw what kit.streams tells them; they decide nothing. Build: one line per Dockerfile step with
 its time (on a terminal the running step ticks), the engine's raw output with --verbose, and a failed step's
@@ -163,6 +163,74 @@ def _terminal():
 
     console = Console(highlight=False)
     return console if console.is_terminal else None
+
+
+class PlainWait:
+    """The rollout's wait as kubectl prints it: a workload's status message each time it changes."""
+
+    def __init__(self, echo: Out):
+        self.echo = echo
+        self.shown: dict[str, str] = {}
+
+    def show(self, name: str, obj: dict, message: str, done: bool) -> None:
+        if self.shown.get(name) != message:
+            self.shown[name] = message
+            self.echo(message)
+
+
+class LiveWait(PlainWait):
+    """One live line per workload being waited for (ready/desired, time waited, its status); a workload that
+    is done leaves its last message as a plain line."""
+
+    def __init__(self, console, clock: Callable[[], float] = time.monotonic):
+        super().__init__(self._print)
+        from rich.live import Live
+
+        self.console, self.clock = console, clock
+        self.waiting: dict[str, tuple[dict, str, float]] = {}
+        self.live = Live(self, console=console, refresh_per_second=4, transient=True)
+
+    def _print(self, text: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text), soft_wrap=True)
+
+    def show(self, name: str, obj: dict, message: str, done: bool) -> None:
+        if done:
+            self.waiting.pop(name, None)
+            super().show(name, obj, message, done)
+        else:
+            started = self.waiting.get(name, (None, None, self.clock()))[2]
+            self.waiting[name] = (obj, message, started)
+
+    def __rich__(self):
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid()
+        grid.add_column(no_wrap=True, overflow="ellipsis")
+        for name, (obj, message, started) in self.waiting.items():
+            grid.add_row(Spinner("dots", Text(wait_line(name, obj, message, self.clock() - started))))
+        return grid
+
+
+def wait_line(name: str, obj: dict, message: str, waited: float) -> str:
+    """`deployment/prefect-worker-prod-main  0/1 ready  12.3s  <status message>`."""
+    status, desired = obj.get("status", {}), obj.get("spec", {}).get("replicas", 1)
+    return f"{name}  {status.get('readyReplicas', 0)}/{desired} ready  {duration(waited):>6}  {message}"
+
+
+@contextmanager
+def wait_view(echo: Out | None = None) -> Iterator[PlainWait]:
+    """Live lines on a terminal when no echo is given; plain lines to echo (or stdout) otherwise."""
+    console = _terminal() if echo is None else None
+    if console is None:
+        yield PlainWait(echo or print)
+        return
+    view = LiveWait(console)
+    with view.live:
+        yield view
 
 
 @contextmanager

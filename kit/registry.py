@@ -46,11 +46,17 @@ def state(settings: Settings, tag: str | None) -> RegistryState:
     return RegistryState(logged_in=auth is not None, digest=found if tag else "")
 
 
-def digest(settings: Settings, tag: str) -> str:
-    """The digest the registry holds for repository:tag, or "" when it has no such tag."""
+def digest(settings: Settings, tag: str) -> str | None:
+    """The digest the registry holds for repository:tag, "" when it has no such tag, None when there is no
+    Docker engine to ask it through."""
     import docker
 
-    return _digest(docker.from_env(timeout=TIMEOUT).api, settings, tag, _auth(settings))
+    try:
+        api = docker.from_env(timeout=TIMEOUT).api
+        api.ping()
+    except (docker.errors.DockerException, OSError):
+        return None
+    return _digest(api, settings, tag, _auth(settings))
 
 
 def pin(settings: Settings, reference: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ When a workload does not get ready, the pods say why: their waiting reason, even
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from kit import autoscaling, cluster, release, routes, server, workers
+from kit import autoscaling, cluster, immutable, registry, release, routes, server, workers
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, FOLLOWS_RENDER, ROUTE_KINDS
@@ -122,10 +123,23 @@ VIEWERS: dict[str, Callable[[dict], tuple[str, bool]]] = {
 WORKLOADS = ("Deployment", "StatefulSet")
 
 
-def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH) -> str:
-    """The image workloads get: `--tag`, else what `inv build push` recorded for this commit; never latest."""
+def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH,
+                    out: Out = print) -> str:
+    """The image workloads get, pinned by digest: `--tag` (its digest from this machine's record of pushes, or
+    else from the registry), or what `inv build push` recorded for this commit; never latest."""
     if tag:
-        return release.image_for(settings.image_repository, tag, record).reference
+        build = release.image_for(settings.image_repository, tag, record)
+        if build.digest:
+            return build.reference
+        found = registry.digest(settings, build.tag)
+        if found is None:
+            out(f"image: {build.reference} is not pinned to a digest (no Docker engine here to ask {settings.registry}):"
+                " the nodes pull the tag as it is when each pod starts")
+            return build.reference
+        if not found:
+            raise UserError(f"--tag: {settings.registry} has no {build.reference}; push it (`inv build push`) or "
+                            "check the tag")
+        return dataclasses.replace(build, digest=found).reference
     commit = release.commit_tag()
     build = release.recorded_build(settings.image_repository, commit, record)
     if build is None:
@@ -148,6 +162,7 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
 
 def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False, prune: bool = False,
             dry_run: bool = False, force_conflicts: bool = False, switch_database: bool = False,
+            recreate: bool = False,
             timeout: float = DEFAULT_TIMEOUT, api_url: str | None = None, pools: tuple[Pool, ...] | None = None,
             prefect: OpenPrefect | None = None, out: Out = print) -> None:
     """Apply everything rendered in the order that keeps the server serving and flow runs safe, and wait until
@@ -160,7 +175,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     from kit import admission, manifests, pool_config
 
     declared = pool_config.load() if pools is None else pools
-    image = image_reference(settings, tag)
+    image = image_reference(settings, tag, out=out)
     objects = manifests.render(settings, image, declared)
     templates = kubernetes_templates(settings, declared, image)
     open_prefect = prefect or functools.partial(prefect_session, settings, api_url)
@@ -178,11 +193,27 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             objects = [obj for obj in objects if obj is not job]
         migrations = [job for job in objects if server.is_migration(job)]
         forced = autoscaling.taken_back(objects, live)
+        # A server StatefulSet whose volume claims come or go (--switch-database) is _recreate()'s, after the
+        # migration; everything else Kubernetes refuses in place stops the rollout here, unless --recreate.
+        refused = [(obj, changes) for obj, changes in refused_changes(objects, live)
+                   if not (switch_database and obj["kind"] == "StatefulSet"
+                           and server.needs_recreate(live.get(("StatefulSet", obj["metadata"]["name"])), obj))]
+        if refused and not recreate:
+            raise UserError(*[f"{describe(obj)}: {'; '.join(changes)}: Kubernetes cannot change this in place; "
+                              "`inv rollout --recreate` deletes and recreates it, keeping its data volume"
+                              for obj, changes in refused])
         if dry_run:
+            for obj, changes in refused:
+                out(f"{describe(obj)} would be deleted and recreated ({'; '.join(changes)})")
+            objects = [obj for obj in objects if all(obj is not other for other, _ in refused)]
             apply_objects(k, objects, live, dry_run=True, force_conflicts=force_conflicts, forced=forced, out=out)
-            if ("Namespace", k.namespace) in live:
+            # The Pod's dry run needs its service account to exist; a first rollout creates it before the check.
+            if ("ServiceAccount", workers.FLOW_RUN_ACCOUNT) in live:
                 for name, template in templates.items():
                     admission.check(k, name, template, out)
+            elif templates:
+                out(f"job templates: checked by the rollout itself, once it has created serviceaccount/"
+                    f"{workers.FLOW_RUN_ACCOUNT}")
             _prune(k, objects, live, unserved, prune=prune, dry_run=True, out=out)
             _remove_superseded(k, objects, live, dry_run=True, out=out)
             out("pools: not written in a dry run (`inv pools --dry-run` compares them)")
@@ -197,6 +228,8 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
         apply(ahead)
         for name, template in templates.items():
             admission.check(k, name, template, out)
+        # Deleted only once every check has passed: a refused template must not leave a workload missing.
+        recreate_workloads(k, refused, live, timeout, out)
         needed = apply(before)
         # --timeout covers the waiting: for the migration, the server, the pools, the workers and their connection.
         deadline = time.monotonic() + timeout
@@ -276,8 +309,6 @@ def _recreate(k: Cluster, servers: list[dict], live: dict, deadline: float, out:
 
 def redis_image(settings: Settings, live: dict, out: Out) -> str:
     """REDIS_IMAGE pinned by digest when the registry tells it (or an earlier rollout did), else the tag alone."""
-    from kit import registry
-
     reference = settings.redis_image
     running = live.get(("StatefulSet", REDIS_NAME))
     image = running["spec"]["template"]["spec"]["containers"][0]["image"] if running else ""
@@ -287,6 +318,38 @@ def redis_image(settings: Settings, live: dict, out: Out) -> str:
     pinned, why = registry.pin(settings, reference)
     out(f"redis image: {pinned}" + (f", the tag alone: {why}" if why else " (pinned by the registry's digest)"))
     return pinned
+
+
+def refused_changes(objects: list[dict], live: dict) -> list[tuple[dict, list[str]]]:
+    """The rendered objects whose live version differs in a field Kubernetes will not change in place, with those
+    fields: found before anything is applied, so that a rollout never stops halfway on a 422. A migration Job is
+    none of them: it is named after its template, so a live one of its name has the same (and migrate() runs one
+    that failed anew)."""
+    found = []
+    for obj in objects:
+        if server.is_migration(obj):
+            continue
+        current = live.get((obj["kind"], obj["metadata"]["name"]))
+        changes = immutable.refused_changes(current, obj, cluster.FIELD_MANAGER) if current else []
+        if changes:
+            found.append((obj, changes))
+    return found
+
+
+def recreate_workloads(k: Cluster, refused: list[tuple[dict, list[str]]], live: dict, timeout: float,
+                       out: Out) -> None:
+    """`--recreate`: delete each refused object so that the apply creates it anew. A StatefulSet goes with its
+    pods orphaned, so the new one adopts them (and rolls them to its template) and the claims, which a
+    StatefulSet never deletes, stay: the data volume is mounted again. Unless its selector changed, which no
+    new StatefulSet would adopt by: then its pods go with it, the claims still stay."""
+    for obj, changes in refused:
+        orphan = obj["kind"] == "StatefulSet" and not any(change.startswith("spec.selector") for change in changes)
+        name = obj["metadata"]["name"]
+        k.delete(obj["apiVersion"], obj["kind"], name, "Orphan" if orphan else "Background")
+        k.wait_gone(obj["apiVersion"], obj["kind"], [name], timeout)
+        live.pop((obj["kind"], name), None)
+        kept = "its pods and claims kept" if orphan else "its claims kept"
+        out(f"{describe(obj)} deleted to be recreated ({'; '.join(changes)}; {kept})")
 
 
 def check_served(k: Cluster, objects: list[dict]) -> None:
@@ -486,12 +549,15 @@ def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, o
 def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print, deadline: float | None = None) -> None:
     """Wait until every workload is rolled out, for `timeout` seconds (or until `deadline`, the end of a longer
     wait's `timeout`); on failure explain each unready pod and raise UserError."""
+    from kit import progress
+
     deadline = time.monotonic() + timeout if deadline is None else deadline
     states = {(obj["kind"], obj["metadata"]["name"]): obj for obj in workloads}
-    shown: dict[tuple[str, str], str] = {}  # the last message printed per workload, to print only changes
     try:
-        for kind in dict.fromkeys(kind for kind, _ in states):
-            _wait_kind(k, kind, states, shown, deadline, out)
+        # Live lines when the rollout prints to the terminal itself; the lines as they change otherwise.
+        with progress.wait_view(None if out is print else out) as view:
+            for kind in dict.fromkeys(kind for kind, _ in states):
+                _wait_kind(k, kind, states, view, deadline)
     except Stalled as stalled:
         failure = str(stalled)
     except TimeoutError:
@@ -515,7 +581,7 @@ def _verdict(obj: dict) -> tuple[str, bool]:
         return str(stalled), False
 
 
-def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float, out: Out) -> None:
+def _wait_kind(k: Cluster, kind: str, states: dict, view, deadline: float) -> None:
     """Watch one kind until all of its workloads are done, resuming dropped watches where they stopped."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import GoneError
@@ -527,10 +593,9 @@ def _wait_kind(k: Cluster, kind: str, states: dict, shown: dict, deadline: float
     def settled() -> bool:
         done = True
         for name in sorted(names):
-            message, ready = VIEWERS[kind](states[(kind, name)])
-            if shown.get((kind, name)) != message:
-                shown[(kind, name)] = message
-                out(message)
+            obj = states[(kind, name)]
+            message, ready = VIEWERS[kind](obj)
+            view.show(describe(obj), obj, message, ready)
             done = done and ready
         return done
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.kinds import ROUTE_KINDS
-from kit.settings import SERVER_NAME, SERVER_PORT, Settings
+from kit.settings import Settings
 
 GATEWAY_FOLDER = "gateway"
 # The kind of route each ROUTE renders.
@@ -27,8 +27,7 @@ def where(settings: Settings) -> str:
     """Where a person opens the UI: the public URL, or without a route how to reach it."""
     if settings.has_route:
         return f"{settings.public_url}/"
-    return (f"no route (ROUTE=none): `kubectl -n {settings.namespace} port-forward svc/{SERVER_NAME} "
-            f"{SERVER_PORT}:{SERVER_PORT}`, then http://127.0.0.1:{SERVER_PORT}/")
+    return "no route (ROUTE=none): open the UI with `inv ui`"
 
 
 def wanted(obj: dict, settings: Settings) -> bool:

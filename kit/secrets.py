@@ -54,7 +54,8 @@ def pod_proxy(settings: Settings) -> dict[str, str]:
     """The company proxy for pods, with the cluster-internal names exempt so Prefect talks to itself directly."""
     if not settings.has_proxy:
         return {}
-    internal = ["localhost", "127.0.0.1", ".svc", ".cluster.local", SERVER_NAME, f"{SERVER_NAME}.{settings.namespace}"]
+    internal = ["localhost", "127.0.0.1", ".svc", f".{settings.cluster_domain}", SERVER_NAME,
+                f"{SERVER_NAME}.{settings.namespace}"]
     own = [item for item in settings.no_proxy.split(",") if item]
     values = {"HTTP_PROXY": settings.http_proxy, "HTTPS_PROXY": settings.https_proxy,
               "NO_PROXY": ",".join(dict.fromkeys(own + internal))}

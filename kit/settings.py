@@ -68,6 +68,7 @@ class Settings:
     registry_user: str = ""
     registry_password: str = field(default="", repr=False)
     kube_context: str = ""
+    cluster_domain: str = "cluster.local"
     route: str = "ingress"
     tls_secret: str = ""
     ingress_class: str = "nginx"
@@ -135,7 +136,7 @@ class Settings:
 
     @property
     def in_cluster_api_url(self) -> str:
-        return f"http://{SERVER_NAME}.{self.namespace}.svc.cluster.local:{SERVER_PORT}/api"
+        return f"http://{SERVER_NAME}.{self.namespace}.svc.{self.cluster_domain}:{SERVER_PORT}/api"
 
     @property
     def auth_string(self) -> str:
@@ -270,6 +271,8 @@ def _check(values: dict[str, str]) -> list[str]:
             problems.append(f"{key}: {fix}")
 
     rule("NAMESPACE", _DNS_LABEL.match, "must be a DNS label (lowercase letters, digits and '-', at most 63), e.g. prefect")
+    rule("CLUSTER_DOMAIN", _DNS_SUBDOMAIN.match, "must be a DNS domain such as cluster.local (the kubelet's "
+         "--cluster-domain)")
     rule("PUBLIC_HOST", _DNS_SUBDOMAIN.match,
          "must be a host name without scheme, port or path, e.g. prefect.company.local")
     rule("REGISTRY", _REGISTRY.match, "must be a registry host[:port][/path] in lowercase, e.g. internal-cr:9999")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from kit import autoscaling, cluster, routes, server
+from kit.columns import human_age, table
 from kit.cluster import describe
 from kit.errors import UserError
 from kit.kinds import BY_NAME
@@ -132,12 +133,6 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """Left-aligned columns three spaces apart, as kubectl prints them."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-
-
 def pod_ready_count(pod: dict) -> str:
     statuses = pod.get("status", {}).get("containerStatuses", [])
     total = len(pod.get("spec", {}).get("containers", [])) or len(statuses)
@@ -186,26 +181,3 @@ def image_tag(image: str) -> str:
     last = name.rsplit("/", 1)[-1]
     tag = last.partition(":")[2] or "latest"
     return f"{tag}@{digest[:19]}" if digest else tag
-
-
-def human_age(now: datetime, created: str | None) -> str:
-    """kubectl's AGE: 45s, 3m20s, 12m, 5h3m, 20h, 3d4h, 40d."""
-    if not created:
-        return "<unknown>"
-    seconds = int((now - _parse(created)).total_seconds())
-    if seconds < 0:
-        return "0s"
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 192:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    return f"{days}d"

@@ -3,13 +3,14 @@
 Test modules import the fixtures by name, which is how pytest finds fixtures outside a conftest.
 """
 
+import hashlib
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
 
-from kit import rollout, workers
+from kit import registry, rollout, workers
 from tests.rendering import make_settings
 
 NS = "prefect"
@@ -50,9 +51,20 @@ def migrations_succeed(api, lines: Lines) -> Lines:
 
 @pytest.fixture(autouse=True)
 def discovery_cache(tmp_path, monkeypatch):
-    """DynamicClient caches discovery under the temp dir: each test, and any `inv` it runs, gets its own."""
+    """DynamicClient caches discovery under the temp dir: each test, and any `inv` it runs, gets its own.
+
+    And no registry in this layer: a `--tag` is pinned to a digest made from its name, as a registry would
+    answer, in this process; an `inv` the test runs finds no Docker engine and rolls the tag out unpinned.
+    (tests/integration/test_doctor_registry.py pins through a real registry.)
+    """
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(registry, "digest", lambda settings, tag: digest_of(tag))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+def digest_of(tag: str) -> str:
+    return "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
 
 
 class StandInPrefect:

@@ -10,7 +10,7 @@ import pytest
 
 from kit import ROOT, cluster, manifests, rollout, status
 from kit.errors import UserError
-from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, discovery_cache, settings  # noqa: F401
+from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, digest_of, discovery_cache, settings  # noqa: F401
 from tests.rendering import env_text, make_settings
 
 
@@ -84,7 +84,8 @@ def test_status_shows_pods_and_workloads_like_kubectl(deployed, settings):
     assert len([line for line in lines if line.startswith("prefect-worker-")]) == 2
     workloads = lines[lines.index("") + 1:]
     assert workloads[0].split() == ["WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"]
-    assert workloads[1].split() == ["statefulset/prefect-server", "1", "1", "1", "v1"]
+    # The tag, and the start of the digest it was pinned to.
+    assert workloads[1].split() == ["statefulset/prefect-server", "1", "1", "1", f"v1@{digest_of('v1')[:19]}"]
 
 
 def test_status_shows_a_crash_loop(deployed, settings):
@@ -263,8 +264,9 @@ def test_inv_rollout_without_a_way_to_prefect_stops_before_the_workers_and_destr
     assert 'statefulset "prefect-server": partitioned roll out complete: 1 new pods have been updated' in done.stdout
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: Prefect API: the public URL does not answer: ConnectError: ")
-    assert "and the port-forward to pod/prefect-server-0 failed: " in line
-    assert line.endswith("; pass --api-url, or ask for `create` on pods/portforward in namespace prefect")
+    assert "and there is no port-forward to the server instead: the port-forward to pod/prefect-server-0 failed: " \
+        in line
+    assert line.endswith("; ask for `create` on pods/portforward in namespace prefect; or pass --api-url")
     assert fakeapi.objects("Deployment", NS) == []
 
     declined = inv("destroy", stdin=subprocess.DEVNULL)

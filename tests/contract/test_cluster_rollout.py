@@ -10,8 +10,8 @@ import pytest
 from kit import manifests, rollout, workers
 from kit.cluster import describe
 from kit.errors import UserError
-from tests.contract.clusterkit import (NS, WORKERS, Lines, deployed, discovery_cache, migrations_succeed,  # noqa: F401
-                                      settings)
+from tests.contract.clusterkit import (NS, WORKERS, Lines, deployed, digest_of, discovery_cache,  # noqa: F401
+                                      migrations_succeed, settings)
 from tests.rendering import make_settings
 
 APPLY = "application/apply-patch+yaml"
@@ -57,7 +57,8 @@ def test_first_rollout_creates_everything_in_order_and_waits_until_ready(fakeapi
         ("PATCH", APPLY, "prefect-kit")}
     assert admission_checks(writes) == ADMISSION_CHECKS
     image = fakeapi.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == "internal-cr:9999/prefect-core:v1"
+    # --tag v1, pinned to the digest the registry holds for it.
+    assert image == f"internal-cr:9999/prefect-core:v1@{digest_of('v1')}"
 
 
 def test_same_rollout_again_writes_nothing_but_the_apply_patches_and_restarts_nothing(deployed, settings):
@@ -105,7 +106,8 @@ def test_new_image_tag_rolls_every_workload_and_leaves_the_secrets(deployed, set
     for name in WORKERS:
         pods = [p for p in deployed.objects("Pod", NS)
                 if p["metadata"]["labels"].get("app.kubernetes.io/instance") == name]
-        assert [p["spec"]["containers"][0]["image"] for p in pods] == ["internal-cr:9999/prefect-core:v2"]
+        assert [p["spec"]["containers"][0]["image"] for p in pods] == [
+            f"internal-cr:9999/prefect-core:v2@{digest_of('v2')}"]
 
 
 def test_rollout_that_never_gets_ready_times_out_and_says_why(deployed, settings):
@@ -288,12 +290,13 @@ def test_dry_run_changes_nothing_and_hides_secret_values(deployed):
 
     assert "secret/prefect-config configured (server dry run)" in lines
     assert "  data.auth-string: changed (value hidden)" in lines
-    assert '  spec.template.spec.containers[0].image: "internal-cr:9999/prefect-core:v1" -> ' \
-           '"internal-cr:9999/prefect-core:v2"' in lines
+    (image,) = [line for line in lines if line.startswith("  spec.template.spec.containers[0].image: ")][:1]
+    assert image.startswith('  spec.template.spec.containers[0].image: "internal-cr:9999/prefect-core:v1@sha256:')
+    assert ' -> "internal-cr:9999/prefect-core:v2@sha256:' in image
     assert not any("a-brand-new-password" in line for line in lines)
     assert all(w.query.get("dryRun") == "All" for w in deployed.writes())
     stored = deployed.get("Deployment", NS, WORKERS[0])["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert stored.endswith(":v1")
+    assert stored == f"internal-cr:9999/prefect-core:v1@{digest_of('v1')}"
 
 
 def test_dry_run_into_a_missing_namespace_reports_creations_without_writing(fakeapi, settings):

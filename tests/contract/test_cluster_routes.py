@@ -83,8 +83,7 @@ def test_a_route_the_render_no_longer_has_goes_without_prune_and_foreign_ones_st
 
     assert "ingress/prefect-server pruned" in lines
     assert list(ingresses(fakeapi)) == ["team-dashboard"] and ingresses(fakeapi)["team-dashboard"] == foreign
-    assert lines[-1] == ("ready: no route (ROUTE=none): `kubectl -n prefect port-forward svc/prefect-server "
-                         "4200:4200`, then http://127.0.0.1:4200/")
+    assert lines[-1] == "ready: no route (ROUTE=none): open the UI with `inv ui`"
 
 
 def test_a_dry_run_only_says_which_route_would_go(fakeapi):

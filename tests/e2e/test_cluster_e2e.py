@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from kit import access, cluster, flows, pool_config, pools, prefect_api, rollout, status
+from kit import access, cluster, doctor, flows, pool_config, pools, prefect_api, rollout, status
 from kit.errors import UserError
 from kit.settings import WORKER_PREFIX
 from tests.rendering import make_settings
@@ -91,6 +91,30 @@ def generations(k):
             "prefect-server": k.get("apps/v1", "StatefulSet", "prefect-server")["metadata"]["generation"]}
 
 
+def doctor_findings(settings, k):
+    """inv doctor's findings for these settings, with the route the test cluster really has: its first
+    IngressClass, or no route when it has none (the tests reach Prefect through a port-forward anyway)."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    with k:
+        classes = [item["metadata"]["name"] for item in k.objects("networking.k8s.io/v1", "IngressClass",
+                                                                   label_selector=None)[0]]
+    fitted = dataclasses.replace(settings, ingress_class=classes[0]) if classes else \
+        dataclasses.replace(settings, route="none")
+    groups = (doctor.check_cluster, doctor.check_registry, doctor.check_public_host, doctor.check_prefect)
+    with ThreadPoolExecutor(len(groups)) as pool:
+        return {f.subject: f for group in pool.map(lambda check: check(fitted), groups) for f in group}
+
+
+def test_doctor_before_the_first_rollout_finds_nothing_to_fix(target):
+    settings, _, k = target
+    findings = doctor_findings(settings, k)
+    assert not [f.line() for f in findings.values() if f.mark == doctor.FAIL]
+    assert findings["cluster"].mark == findings["rights"].mark == doctor.OK
+    assert findings["namespace"].mark == findings["Prefect API"].mark == doctor.LATER
+
+
 def test_first_rollout_creates_everything_and_waits_until_ready(target):
     settings, tag, k = target
     lines = run(settings, tag=tag)
@@ -110,6 +134,39 @@ def test_every_worker_is_online_when_the_rollout_returns(target):
             online = {worker.name for pool in POOLS for worker in client.read_workers_for_work_pool(pool.name)
                       if worker.status.value == "ONLINE"}
     assert len(pods) == len(WORKERS) and pods <= online
+
+
+def test_doctor_after_the_rollout_ticks_the_cluster_the_namespace_and_prefect(target):
+    settings, _, k = target
+    findings = doctor_findings(settings, k)
+    assert not [f.line() for f in findings.values() if f.mark == doctor.FAIL]
+    for subject in ("cluster", "rights", "namespace", "storage", "Prefect API"):
+        assert findings[subject].mark == doctor.OK, findings[subject].line()
+    assert findings["namespace"].text.endswith("enforces the restricted Pod Security Standard")
+
+
+def test_inv_ui_prints_a_url_that_answers(target):
+    import re
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from kit import ui
+
+    settings, _, _ = target
+    printed = []
+    opened = threading.Event()
+    # It serves until the pod goes: here, until the module deletes the namespace.
+    threading.Thread(target=lambda: ui.serve(settings, out=lambda line: (printed.append(line), opened.set())),
+                     daemon=True).start()
+    assert opened.wait(60), "inv ui printed nothing"
+    url = re.match(r"UI: (http://127\.0\.0\.1:\d+/) ", printed[0])[1]
+    assert settings.login_password not in printed[0]
+    with pytest.raises(urllib.error.HTTPError) as asked:
+        urllib.request.urlopen(url, timeout=30)
+    assert asked.value.code == 401
+    with urllib.request.urlopen(f"{url}api/health", timeout=30) as answer:
+        assert answer.status == 200
 
 
 def test_status_shows_the_running_pods(target):
@@ -267,6 +324,37 @@ def test_a_job_template_the_restricted_profile_refuses_is_one_line_before_any_fl
     assert [line for line in run(settings, tag=tag) if line.endswith((" created", " configured"))] == []
 
 
+def test_a_backup_restored_brings_back_what_it_held(target, tmp_path):
+    from kit import backup
+
+    settings, _, k = target
+
+    def run_names():
+        with k:
+            stack, client = prefect_client(settings, k)
+            with stack:
+                return {run.name for run in client.read_flow_runs(limit=200)}
+
+    def create_run(name):
+        from prefect import flow
+
+        @flow(name="e2e-backup")
+        def marker():
+            pass
+
+        with k:
+            stack, client = prefect_client(settings, k)
+            with stack:
+                client.create_flow_run(marker, name=name)
+
+    create_run("before-the-backup")
+    saved = backup.backup(settings, tmp_path / "saved.db", out=lambda line: None)
+    create_run("after-the-backup")
+    backup.restore(settings, saved, timeout=READY_TIMEOUT, out=lambda line: None)
+    names = run_names()
+    assert "before-the-backup" in names and "after-the-backup" not in names
+
+
 def test_a_changed_secret_rolls_its_consumers(target):
     settings, tag, k = target
     before = generations(k)
@@ -310,8 +398,7 @@ def test_destroy_keeps_the_data_until_asked(target):
         claims = k.objects("v1", "PersistentVolumeClaim")[0]
     assert [c["metadata"]["name"] for c in claims] == ["data-prefect-server-0"]
 
-    cluster.destroy(settings, delete_data=True, out=lambda line: None)
+    # It returns only once the claim is really gone (a real claim lingers until its pod has stopped).
+    cluster.destroy(settings, delete_data=True, timeout=READY_TIMEOUT, out=lambda line: None)
     with k:
-        remaining = [c for c in k.objects("v1", "PersistentVolumeClaim")[0]
-                     if not c["metadata"].get("deletionTimestamp")]
-    assert remaining == []
+        assert k.objects("v1", "PersistentVolumeClaim")[0] == []

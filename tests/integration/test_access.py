@@ -63,7 +63,7 @@ def test_without_the_public_url_or_a_cluster_the_one_line_says_both(tmp_path, mo
             pass
     (problem,) = raised.value.problems
     assert problem.startswith("Prefect API: the public URL does not answer: ConnectError: ")
-    assert "without a cluster there is no port-forward to the server: KUBE_CONTEXT: no kubeconfig at " in problem
+    assert "there is no port-forward to the server instead: KUBE_CONTEXT: no kubeconfig at " in problem
 
 
 def test_the_port_forward_goes_where_the_server_service_sends_traffic():

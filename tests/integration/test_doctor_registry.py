@@ -83,3 +83,25 @@ def test_no_engine_means_the_registry_was_not_asked(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     (finding,) = doctor.check_registry(make_settings())
     assert finding.mark == UNKNOWN and finding.text.startswith("not asked: no Docker engine answers")
+
+
+def test_a_rollout_tag_is_pinned_to_the_digest_the_registry_holds(pushed, tmp_path):
+    from kit import rollout
+
+    tag, digest = pushed
+    settings = make_settings(REGISTRY=need("KIT_TEST_REGISTRY", "a local registry"))
+    record = tmp_path / "no-record.json"  # nothing pushed from this machine: the registry is asked
+    assert rollout.image_reference(settings, tag, record) == f"{settings.image_repository}:{tag}@{digest}"
+    with pytest.raises(UserError, match=rf"^--tag: {settings.registry} has no {settings.image_repository}:never"):
+        rollout.image_reference(settings, "never-pushed", record)
+
+
+def test_without_an_engine_the_tag_is_rolled_out_unpinned_and_the_rollout_says_so(monkeypatch, tmp_path):
+    from kit import rollout
+
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
+    lines = []
+    reference = rollout.image_reference(make_settings(), "v7", tmp_path / "none.json", out=lines.append)
+    assert reference == "internal-cr:9999/prefect-core:v7"
+    assert lines == ["image: internal-cr:9999/prefect-core:v7 is not pinned to a digest (no Docker engine here to "
+                     "ask internal-cr:9999): the nodes pull the tag as it is when each pod starts"]

@@ -3,6 +3,7 @@ runs the example flow that `inv flows` deployed to prod-main; `inv status`'s Pre
 worker online under its pod's name."""
 
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -98,15 +99,24 @@ def test_the_example_flow_runs_to_completed_on_the_manifest_worker(kit_settings,
 
 def test_status_then_shows_the_worker_online_under_its_pods_name_and_the_queue_ready(kit_settings, kit_server, worker):
     lines = pools.status(kit_settings, kit_server.api_url, pods={POD})
-    assert "pool production (process): ready, concurrency unlimited" in lines, lines
-    assert "  queue prod-main: ready, 0 late runs" in lines, lines
-    workers = [line for line in lines if line.startswith("  worker ")]
-    assert len(workers) == 1 and workers[0].startswith(f"  worker {POD}: online, last heartbeat "), lines
+    assert row(lines, "production") == ["production", "process", "ready", "unlimited"], lines
+    assert row(lines, "production/prod-main") == ["production/prod-main", "ready", "unlimited", "0"], lines
+    (worker,) = [line for line in lines if line.startswith(f"{WORKER_PREFIX}")]
+    assert cells(worker)[:3] == [POD, "production", "online"] and cells(worker)[3].endswith("s ago"), lines
+
+
+def cells(line):
+    """The columns of a table row: cells are three or more spaces apart."""
+    return [cell for cell in re.split(r"\s{3,}", line.strip())]
+
+
+def row(lines, first):
+    return next(cells(line) for line in lines if cells(line)[0] == first)
 
 
 def test_status_shows_the_worker_as_stale_once_its_pod_is_gone(kit_settings, kit_server, worker):
     lines = pools.status(kit_settings, kit_server.api_url, pods={f"{WORKER_PREFIX}{QUEUE}-5d8c6b7f9-newer"})
-    assert [line for line in lines if line.startswith(f"  worker {POD}: stale (its pod is gone), ")], lines
+    assert row(lines, POD)[2] == "stale (its pod is gone)", lines
 
 
 def test_the_worker_answers_the_health_probe_of_its_manifest(worker):

@@ -105,3 +105,34 @@ def test_without_a_terminal_the_views_are_plain_lines(capsys):
         assert isinstance(build, progress.PlainBuild) and isinstance(push, progress.PlainPush)
         build.finished(streams.Step("1/1", "FROM base", started=0.0, ended=2.0))
     assert capsys.readouterr().out == "step   1/1     2.0s  FROM base\n"
+
+
+def deployment(ready, desired=1):
+    return {"kind": "Deployment", "metadata": {"name": "prefect-worker-prod-main"}, "spec": {"replicas": desired},
+            "status": {"readyReplicas": ready}}
+
+
+def test_a_plain_wait_prints_a_workloads_message_only_when_it_changes():
+    lines = []
+    view = progress.PlainWait(lines.append)
+    for message, done in (("0 of 1 updated replicas are available", False),
+                          ("0 of 1 updated replicas are available", False), ("successfully rolled out", True)):
+        view.show("deployment/prefect-worker-prod-main", deployment(int(done)), message, done)
+    assert lines == ["0 of 1 updated replicas are available", "successfully rolled out"]
+
+
+def test_a_live_wait_line_shows_ready_of_desired_and_the_time_waited():
+    assert progress.wait_line("deployment/w", deployment(1, 2), "1 of 2 updated replicas are available", 12.34) == \
+        "deployment/w  1/2 ready   12.3s  1 of 2 updated replicas are available"
+
+
+def test_a_live_wait_draws_the_waiting_and_leaves_the_finished_as_lines():
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    view = progress.LiveWait(console, clock=ticking())
+    view.show("deployment/w", deployment(0), "0 of 1 updated replicas are available", False)
+    console.print(view)
+    assert "deployment/w  0/1 ready" in screen.getvalue()
+    view.show("deployment/w", deployment(1), 'deployment "w" successfully rolled out', True)
+    assert view.waiting == {}
+    assert screen.getvalue().rstrip().endswith('deployment "w" successfully rolled out')

@@ -328,3 +328,24 @@ def test_checksum_is_no_fast_hash_of_the_password():
     assert annotation not in (hashlib.sha256(guess.encode()).hexdigest(), hashlib.sha512(guess.encode()).hexdigest())
     assert annotation == manifests.config_checksum(worker["spec"], [obj for obj in objects if obj["kind"] == "Secret"],
                                                    salt="prefect/prefect.company.local/admin")
+
+
+@pytest.mark.parametrize("image, policy", [(IMAGE, "IfNotPresent"), ("internal-cr:9999/prefect-core:abc1234", "Always")])
+def test_a_digest_pinned_image_is_pulled_only_when_missing_and_a_tag_always(image, policy):
+    objects = manifests.render(make_settings(), image)
+    assert {container["imagePullPolicy"] for container in containers(objects)} == {policy}
+
+
+def test_the_cluster_domain_comes_from_the_settings_for_the_api_url_and_the_proxy_exemptions():
+    objects = render(CLUSTER_DOMAIN="k8s.company.internal", HTTPS_PROXY="http://proxy.company.local:3128")
+    assert secret_value(objects, "prefect-config", "api-url") == \
+        "http://prefect-server.prefect.svc.k8s.company.internal:4200/api"
+    assert ".k8s.company.internal" in secret_value(objects, "prefect-config", "no-proxy").split(",")
+    assert ".cluster.local" not in secret_value(objects, "prefect-config", "no-proxy").split(",")
+
+
+def test_every_probe_states_its_timeout_instead_of_the_one_second_default():
+    for container in containers(render()):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            if probe in container:
+                assert container[probe]["timeoutSeconds"] >= 5, (container["name"], probe)

@@ -2,8 +2,7 @@
 
 import pytest
 
-from kit import release
-from kit import kinds
+from kit import kinds, registry, release
 from kit.cluster import changes, connection_reason, outcome
 from kit.errors import UserError
 from kit.rollout import image_reference
@@ -108,6 +107,12 @@ def test_rollout_of_a_build_that_was_not_pushed_says_to_push(tmp_path, monkeypat
         image_reference(settings, None, record)
 
 
-def test_rollout_with_a_tag_uses_it(tmp_path, monkeypatch, settings):
+def test_rollout_with_a_tag_pins_it_to_the_digest_the_registry_answers(tmp_path, monkeypatch, settings):
     record = write_record(tmp_path, monkeypatch)
-    assert image_reference(settings, "v2", record) == "r:5000/p:v2"
+    asked = []
+    monkeypatch.setattr(registry, "digest", lambda s, tag: asked.append(tag) or "sha256:" + "2" * 64)
+    assert image_reference(settings, "v2", record) == "r:5000/p:v2@sha256:" + "2" * 64
+    assert asked == ["v2"]
+    # Already pinned, or pushed from this machine: the registry is not asked.
+    assert image_reference(settings, "v3@sha256:" + "3" * 64, record) == "r:5000/p:v3@sha256:" + "3" * 64
+    assert asked == ["v2"]

@@ -5,7 +5,7 @@ Each step is proven by its own tests; here they are replaced by recorders, so on
 
 import pytest
 
-from kit import deploy, flows, image, release, rollout, status
+from kit import deploy, doctor, flows, image, release, rollout, status
 from kit.errors import UserError
 from tests.rendering import make_settings
 
@@ -23,6 +23,7 @@ def steps(monkeypatch):
         return step
 
     failing = set()
+    monkeypatch.setattr(doctor, "run", lambda load, out: done.append(("doctor", None)) or "doctor" not in failing)
     monkeypatch.setattr(image, "build", record("build"))
     pushed = release.Build("internal-cr:9999/prefect-core", "abc1234", "sha256:1")
     monkeypatch.setattr(image, "push", record("push", pushed))
@@ -38,10 +39,19 @@ def test_deploy_runs_every_step_in_order_and_rolls_out_the_pushed_tag(steps):
     lines = []
     deploy.deploy(make_settings(), out=lines.append)
     # The rollout makes the pools true itself, between the server and the workers.
-    assert [name for name, _ in done] == ["build", "push", "secrets", "rollout", "flows", "status"]
+    assert [name for name, _ in done] == ["doctor", "build", "push", "secrets", "rollout", "flows", "status"]
     assert ("rollout", "abc1234") in done
     assert [line for line in lines if line.startswith("==> ")] == [
-        "==> build", "==> push", "==> secrets", "==> rollout", "==> flows", "==> status"]
+        "==> doctor", "==> build", "==> push", "==> secrets", "==> rollout", "==> flows", "==> status"]
+
+
+def test_deploy_stops_before_building_when_doctor_finds_a_failure(steps):
+    done, failing = steps
+    failing.add("doctor")
+    with pytest.raises(UserError) as raised:
+        deploy.deploy(make_settings(), out=lambda line: None)
+    assert [name for name, _ in done] == ["doctor"]
+    assert raised.value.problems[0].startswith("doctor: a check above is ✗")
 
 
 def test_deploy_stops_at_the_first_failure_and_says_where(steps):
@@ -49,7 +59,7 @@ def test_deploy_stops_at_the_first_failure_and_says_where(steps):
     failing.add("rollout")
     with pytest.raises(UserError) as raised:
         deploy.deploy(make_settings(), out=lambda line: None)
-    assert [name for name, _ in done] == ["build", "push", "secrets", "rollout"]
+    assert [name for name, _ in done] == ["doctor", "build", "push", "secrets", "rollout"]
     assert raised.value.problems == (
         "rollout: it broke",
         "deploy: stopped at `rollout` (the steps before it are done); fix the above and run `inv deploy` again")

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from kit.status import human_age, image_tag, pod_ready_count, pod_status, table, workload_row
+from kit.columns import human_age, table
+from kit.status import image_tag, pod_ready_count, pod_status, workload_row
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 

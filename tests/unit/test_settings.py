@@ -171,6 +171,7 @@ BAD_INPUTS = {
     "both spark extras": (env_text(IMAGE_EXTRAS="spark,dataframes,spark-local"),
                           "IMAGE_EXTRAS: spark and spark-local both install pyspark; keep one"),
     "ui flag": (env_text(UI_V2="maybe"), "UI_V2: must be true or false"),
+    "cluster domain with a scheme": (env_text(CLUSTER_DOMAIN="https://cluster.local"), "CLUSTER_DOMAIN: must be a DNS"),
     "unknown route": (env_text(ROUTE="nodeport"), "ROUTE: unknown route 'nodeport'; choose ingress"),
     "gateway without a name": (env_text(ROUTE="gateway"), "GATEWAY_NAME: missing; ROUTE=gateway attaches"),
     "ingress class not a DNS subdomain": (env_text(INGRESS_CLASS="Nginx_Internal"), "INGRESS_CLASS: must be an"),
