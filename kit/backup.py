@@ -93,7 +93,7 @@ def check_file(path: Path) -> None:
 def _refuse_postgres(settings: Settings, task: str) -> None:
     if settings.uses_external_database:
         raise UserError(f"inv {task}: the database is your PostgreSQL (DATABASE_URL), not the embedded SQLite; "
-                        "back it up with pg_dump and restore with pg_restore (README: Backups)")
+                        "back it up with pg_dump and restore with pg_restore (README: inv backup, inv restore)")
 
 
 def backup(settings: Settings, out_file: Path | None = None, out: Out = print) -> Path:

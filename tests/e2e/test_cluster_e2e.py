@@ -33,7 +33,7 @@ WORKERS = tuple(WORKER_PREFIX + queue.name for pool in POOLS for queue in pool.q
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not KUBECONFIG, reason="needs a test cluster: set KIT_E2E_KUBECONFIG (README: End-to-end)"),
+    pytest.mark.skipif(not KUBECONFIG, reason="needs a test cluster: set KIT_E2E_KUBECONFIG (tests/README.md: End-to-end)"),
 ]
 needs_flows = pytest.mark.skipif(not KIT_IMAGE, reason="needs the kit's own image with flows/: set KIT_E2E_KIT_IMAGE")
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.error
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from kit import ROOT, image, settings
+from kit import ROOT, history, image, rollout, settings
 from kit.errors import UserError
+from tests.contract.clusterkit import Lines, StandInPrefect
 from tests.integration import server_pod
 from tests.rendering import render
 from tests.services import docker_made, free_port, need, need_program, port_open
@@ -198,7 +200,7 @@ def stand_in(tmp_path):
 
 
 def test_after_a_second_push_a_rollback_rolls_out_the_first_digest(api, shipped, kit_copy, registry, stand_in,
-                                                                   tmp_path):
+                                                                   tmp_path, monkeypatch):
     """Two releases pushed to a real registry (the second one a change under flows/, so it rebuilds in seconds
     while the first build's layers are still cached: this test comes before any that removes them), rolled out
     on the stand-in, then `inv rollback`, and `inv history` marking what runs."""
@@ -218,21 +220,31 @@ def test_after_a_second_push_a_rollback_rolls_out_the_first_digest(api, shipped,
     assert releases[0]["digest"] == first["digest"] != releases[1]["digest"]
     assert [registry_digest(registry, r["tag"]) for r in releases] == [r["digest"] for r in releases]
 
-    cluster = {"KUBECONFIG": stand_in.kubeconfig, "TMPDIR": str(tmp_path)}
+    # The cluster half in this process, so that the Prefect half of each rollout is the contract tests'
+    # stand-in (no worker pod here ever connects to a real Prefect); the tags are pinned through the registry.
+    monkeypatch.setenv("KUBECONFIG", stand_in.kubeconfig)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    prefect = StandInPrefect(stand_in)
+    monkeypatch.setattr(rollout, "prefect_session", lambda settings, api_url, k, out: prefect(k, out))
+    record = project / ".kit/releases.jsonl"
+    loaded = settings.load(env_file)
     stand_in.controller(True)
-    assert inv(project, env_file, "rollout", "--tag", second_tag, "--timeout", "30", **cluster).returncode == 0
-    shown = inv(project, env_file, "history", **cluster)
-    assert shown.returncode == 0, shown.stderr
-    assert live_tags(shown.stdout) == [second_tag]
+    rollout.rollout(loaded, tag=second_tag, timeout=30, out=Lines())
+    assert live_tags(shown(loaded, record)) == [second_tag]
 
-    done = inv(project, env_file, "rollback", "--timeout", "30", **cluster)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[0].startswith(f"rolling back to {first['repository']}:{first['tag']}@"
-                                                  f"{first['digest']} (pushed ")
+    lines = Lines()
+    history.rollback(loaded, timeout=30, record=record, out=lines)
+    assert lines[0].startswith(f"rolling back to {first['repository']}:{first['tag']}@{first['digest']} (pushed ")
     server = stand_in.get("StatefulSet", "prefect", "prefect-server")
     assert server["spec"]["template"]["spec"]["containers"][0]["image"] == \
         f"{first['repository']}:{first['tag']}@{first['digest']}"
-    assert live_tags(inv(project, env_file, "history", **cluster).stdout) == [first["tag"]]
+    assert live_tags(shown(loaded, record)) == [first["tag"]]
+
+
+def shown(loaded, record: Path) -> str:
+    lines = Lines()
+    history.show(loaded, record=record, out=lines)
+    return "\n".join(lines)
 
 
 def registry_digest(registry: str, tag: str) -> str:
