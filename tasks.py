@@ -26,9 +26,11 @@ def init(c, force=False, registry="", host="", namespace="", user="", database_u
               "DATABASE_URL": database_url}
     values = {key: value for key, value in chosen.items() if value}
     values["LOGIN_PASSWORD"] = settings.generate_password()
+    # The embedded Redis's too, so that a later switch to DATABASE_MODE=scaled needs no new secret.
+    values["REDIS_PASSWORD"] = settings.generate_password()
     text = settings.fill_template((ROOT / ".env.example").read_text(), values)
     settings.write_env_file(path, text, force=force)
-    print(f"wrote {path} (mode 0600, with a generated LOGIN_PASSWORD); review it, then: inv render")
+    print(f"wrote {path} (mode 0600, with a generated LOGIN_PASSWORD and REDIS_PASSWORD); review it, then: inv render")
 
 
 @task(help={
@@ -148,17 +150,21 @@ def secrets(c, dry_run=False):
     "prune": "delete objects the kit applied before and no longer renders (found by its labels)",
     "dry_run": "ask the API server what would change (dryRun=All) and change nothing; Secret values stay hidden",
     "force_conflicts": "take back fields another field manager (kubectl edit, another tool) has changed",
+    "switch_database": "start the server on another database than the live one's, to or from SQLite, whose "
+                       "data does not follow (README: Switching database modes)",
     "recreate": "delete and recreate a workload whose change Kubernetes cannot make in place (data volume kept)",
-    "timeout": "seconds to wait for the server, the workers and their connection to Prefect (default 300)",
+    "timeout": "seconds to wait for the migration, the server, the workers and their connection to Prefect "
+               "(default 300)",
     "api_url": API_URL,
 })
-def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, recreate=False,
-            timeout=300, api_url=""):
+def rollout(c, tag="", restart=False, prune=False, dry_run=False, force_conflicts=False, switch_database=False,
+            recreate=False, timeout=300, api_url=""):
     """Apply everything, make the pools true, and wait until every worker is connected to Prefect."""
     from kit import rollout as kit_rollout, settings
 
     kit_rollout.rollout(settings.load(), tag=tag or None, restart=restart, prune=prune, dry_run=dry_run,
-                        force_conflicts=force_conflicts, recreate=recreate, timeout=timeout, api_url=api_url or None)
+                        force_conflicts=force_conflicts, switch_database=switch_database, recreate=recreate,
+                        timeout=timeout, api_url=api_url or None)
 
 
 @task(help={"api_url": API_URL})
@@ -194,14 +200,15 @@ def deploy(c, no_cache=False, timeout=300, api_url=""):
 
 @task(help={
     "worker": "show the worker of this work queue (e.g. prod-main) instead of the server",
+    "services": "DATABASE_MODE=scaled: show the background services instead of the API",
     "follow": "keep streaming new lines until the pod stops (Ctrl-C to leave)",
     "tail": "lines of history to show (default 100)",
 })
-def logs(c, worker="", follow=False, tail=100):
+def logs(c, worker="", services=False, follow=False, tail=100):
     """Show the recent log of the Prefect server, or of one worker."""
     from kit import cluster, settings
 
-    cluster.logs(settings.load(), worker=worker, tail=tail, follow=follow)
+    cluster.logs(settings.load(), worker=worker, services=services, tail=tail, follow=follow)
 
 
 @task(help={"port": "local port to listen on (default: a free one)"})

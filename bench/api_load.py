@@ -46,8 +46,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.integration.postgres import fresh_database  # noqa: E402
 from tests.integration.prefect_server import PrefectServer, prefect_server  # noqa: E402
-from tests.integration.scaled import (fresh_redis_database, in_memory, migrate, scaled_environment,  # noqa: E402
+from tests.integration.scaled import (fresh_redis_database, in_memory, migrate, rendered,  # noqa: E402
                                       scaled_layout)
+from tests.rendering import env_text  # noqa: E402
 
 WARMUP = 2.0
 REDIS_COST_GOAL = 0.85
@@ -64,14 +65,20 @@ CONFIGURATIONS = {
 def serving(configuration: str, tmp: Path, database_url: str, redis_url: str,
             auth: str) -> Iterator[tuple[str, list[PrefectServer]]]:
     """One configuration, started: the API URL the clients use, and the API processes to wait for."""
-    environment = {**scaled_environment(database_url, redis_url), "PREFECT_SERVER_API_AUTH_STRING": auth}
+    layout = kit_layout(database_url, redis_url, auth)
     if configuration in ("a", "b"):
-        with prefect_server(tmp, in_memory(environment) if configuration == "a" else environment,
-                            wait=False) as server:
+        # One process serving the API and running the services, as the postgres mode's server does.
+        with prefect_server(tmp, in_memory(layout.api) if configuration == "a" else layout.api, wait=False) as server:
             yield server.api_url, [server]
     else:
-        with scaled_layout(tmp, environment, apis=1 if configuration == "c" else 2, wait=False) as layout:
+        with scaled_layout(tmp, layout, apis=1 if configuration == "c" else 2, wait=False) as layout:
             yield layout.apis[0].api_url if configuration == "c" else layout.proxy.api_url, layout.apis
+
+
+def kit_layout(database_url: str, redis_url: str, auth: str):
+    """The kit's render of the scaled layout, its login the bench's."""
+    user, password = auth.split(":", 1)
+    return rendered(env_text(LOGIN_USER=user, LOGIN_PASSWORD=password), database_url, redis_url)
 
 
 def prepare(api_url: str, auth: str) -> str:
@@ -158,7 +165,7 @@ def main(seconds: float, clients: int, slices: int) -> None:
     errors = collections.Counter()
     with tempfile.TemporaryDirectory() as workdir, fresh_database(postgres) as template, ExitStack() as stack:
         tmp = Path(workdir)
-        migrate(tmp / "migrate", scaled_environment(template, stack.enter_context(fresh_redis_database(redis))))
+        migrate(tmp / "migrate", kit_layout(template, stack.enter_context(fresh_redis_database(redis)), auth))
         urls, starting = {}, []
         for configuration in CONFIGURATIONS:
             database_url = stack.enter_context(fresh_database(postgres, template=template))

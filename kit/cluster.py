@@ -29,6 +29,9 @@ RESTART_MANAGER = "prefect-kit-restart"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 # Scaling for a restore is not part of the applied configuration: it gets a manager of its own, as `kubectl scale`.
 SCALE_MANAGER = "prefect-kit-scale"
+# Keeps a workload's replicas while the kit's apply lets go of them for a new autoscaler (Kubernetes' documented
+# hand-over of a field between managers).
+HANDOVER_MANAGER = "prefect-kit-handover"
 MANAGED = "app.kubernetes.io/managed-by=prefect-kit"
 # (connect, read) seconds for ordinary calls: a black-holed server must not hang a task for minutes.
 REQUEST_TIMEOUT = (10, 60)
@@ -230,7 +233,8 @@ class Cluster:
     def _request(self, method: str, path: str, **params) -> dict:
         return self._call(f"{method.upper()} {path}", lambda retrying: self._send(method, path, **params))
 
-    def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False) -> tuple[bool, dict]:
+    def apply(self, obj: dict, *, dry_run: bool = False, force_conflicts: bool = False,
+              manager: str = FIELD_MANAGER) -> tuple[bool, dict]:
         """Server-side apply one object; returns (created, the object as stored or as it would be)."""
         from kubernetes.dynamic.exceptions import (ConflictError, InternalServerError, ResourceNotFoundError,
                                                    UnprocessibleEntityError)
@@ -247,7 +251,7 @@ class Cluster:
             # Applying again is what apply is for: a retry after a lost answer changes nothing more.
             try:
                 return self.dynamic.server_side_apply(
-                    resource, body=obj, namespace=namespace, field_manager=FIELD_MANAGER,
+                    resource, body=obj, namespace=namespace, field_manager=manager,
                     force_conflicts=True if force_conflicts else None, dry_run="All" if dry_run else None,
                     serialize=False, _request_timeout=REQUEST_TIMEOUT)
             except ConflictError as error:
@@ -462,11 +466,23 @@ class Cluster:
             response.release_conn()
 
 
-def logs(settings: Settings, *, worker: str = "", tail: int = 100, follow: bool = False, out=print) -> None:
-    """The log of the server, or of the worker of one queue: its newest ready pod, as `kubectl logs` picks."""
+def logs(settings: Settings, *, worker: str = "", services: bool = False, tail: int = 100, follow: bool = False,
+         out=print) -> None:
+    """The log of the server (in scaled mode its API, or its background services), or of the worker of one queue:
+    its newest ready pod, as `kubectl logs` picks."""
     from kubernetes.dynamic.exceptions import BadRequestError
 
-    kind, name = ("Deployment", f"{WORKER_PREFIX}{worker}") if worker else ("StatefulSet", SERVER_NAME)
+    from kit import server
+
+    if services and settings.mode != "scaled":
+        raise UserError(f"--services: the background services run in the server pod with DATABASE_MODE={settings.mode}; "
+                        "`inv logs` shows them")
+    if worker:
+        kind, name = "Deployment", f"{WORKER_PREFIX}{worker}"
+    elif settings.mode == "scaled":
+        kind, name = "Deployment", server.SERVICES if services else server.API
+    else:
+        kind, name = "StatefulSet", SERVER_NAME
     with connect(settings) as k:
         workload = k.get(BY_NAME[kind].api_version, kind, name)
         if workload is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kit import cluster, kinds, manifests, registry, release, workers
 from kit.errors import UserError
-from kit.settings import Settings
+from kit.settings import Settings, redis_hosts
 
 OK, FAIL, LATER, UNKNOWN = "✓", "✗", "·", "?"
 DEFAULT_STORAGE_CLASS = "storageclass.kubernetes.io/is-default-class"
@@ -80,7 +80,7 @@ def run(load_settings: Callable[[], Settings], out: Callable[[str], None] = prin
             out(Finding(FAIL, ".env", problem).line())
         return False
     out(Finding(OK, settings.source, "valid").line())
-    groups = (check_cluster, check_registry, check_public_host, check_prefect)
+    groups = (check_cluster, check_registry, check_public_host, check_prefect, check_redis)
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         results = [pool.submit(group, settings) for group in groups]
         findings = [finding for result in results for finding in result.result()]
@@ -105,9 +105,10 @@ def check_cluster(settings: Settings) -> list[Finding]:
         found += check_rights(k, rights_needed(objects, settings.namespace,
                                                namespace_exists=namespace not in (None, UNKNOWN)))
         found.append(namespace_finding(settings.namespace, namespace))
-        if not settings.uses_external_database:
+        if settings.mode == "sqlite" or settings.embedded_redis:
             found.append(storage_finding(_readable(lambda: k.objects("storage.k8s.io/v1", "StorageClass",
-                                                                         label_selector=None)[0])))
+                                                                         label_selector=None)[0]),
+                                         redis=settings.embedded_redis))
         if settings.tls_secret:
             found.append(tls_finding(settings, namespace, _readable(
                 lambda: k.get("v1", "Secret", settings.tls_secret))))
@@ -171,16 +172,20 @@ def namespace_finding(name: str, namespace) -> Finding:
     return Finding(OK, "namespace", f"{name} exists (enforce: {level or 'none'}); the rollout labels it restricted")
 
 
-def storage_finding(classes) -> Finding:
+def storage_finding(classes, redis: bool = False) -> Finding:
+    """A default StorageClass for the claim a rollout makes: the SQLite volume's, or the embedded Redis's."""
+    volume, claim, fix = (("the embedded Redis's volume", "the embedded Redis's claim", "use a Redis of your own "
+                           "(REDIS_URL)") if redis else
+                          ("the SQLite volume", "the server's SQLite claim", "use PostgreSQL (DATABASE_URL)"))
     if classes is UNKNOWN:
         return Finding(UNKNOWN, "storage", "cannot list StorageClasses with these rights (they are cluster-scoped); "
-                                           "the SQLite volume needs a default one")
+                                           f"{volume} needs a default one")
     default = [item["metadata"]["name"] for item in classes
                if item["metadata"].get("annotations", {}).get(DEFAULT_STORAGE_CLASS) == "true"]
     if default:
-        return Finding(OK, "storage", f"default StorageClass {default[0]} for the SQLite volume")
-    return Finding(FAIL, "storage", "no default StorageClass, so the server's SQLite claim would stay Pending; ask "
-                                    "an admin to mark one default, or use PostgreSQL (DATABASE_URL)")
+        return Finding(OK, "storage", f"default StorageClass {default[0]} for {volume}")
+    return Finding(FAIL, "storage", f"no default StorageClass, so {claim} would stay Pending; ask an admin to mark "
+                                    f"one default, or {fix}")
 
 
 def tls_finding(settings: Settings, namespace, secret) -> Finding:
@@ -270,11 +275,33 @@ def check_public_host(settings: Settings) -> list[Finding]:
     if not settings.has_route:
         return []  # no route: nobody reaches the server by that name
     host = settings.public_host
+    addresses = _resolve(host)
+    if addresses is None:
+        return [Finding(LATER, "PUBLIC_HOST", f"{host} does not resolve (yet): until it does, open the UI with "
+                                              "`inv ui`; ask for a DNS record pointing at your ingress controller or Gateway")]
+    return [Finding(OK, "PUBLIC_HOST", f"{host} resolves to {', '.join(addresses)}")]
+
+
+# --- Redis ----------------------------------------------------------------------------------------------------
+
+def check_redis(settings: Settings) -> list[Finding]:
+    """REDIS_URL's hosts resolve from here; a name only the cluster's DNS knows is fine (·)."""
+    if settings.mode != "scaled" or not settings.redis_url:
+        return []
+    found = []
+    for host in redis_hosts(settings.redis_url):
+        addresses = _resolve(host)
+        found.append(Finding(OK, "REDIS_URL", f"{host} resolves to {', '.join(addresses)}") if addresses else
+                     Finding(LATER, "REDIS_URL", f"{host} does not resolve from here; fine if only the cluster's DNS "
+                                                 "knows it, else check the host in REDIS_URL"))
+    return found
+
+
+def _resolve(host: str) -> list[str] | None:
+    """The addresses of a host name, or None when it does not resolve within ANSWER_TIMEOUT."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         lookup = pool.submit(socket.getaddrinfo, host, None)
         try:
-            addresses = sorted({info[4][0] for info in lookup.result(timeout=ANSWER_TIMEOUT)})
+            return sorted({info[4][0] for info in lookup.result(timeout=ANSWER_TIMEOUT)})
         except (OSError, TimeoutError):
-            return [Finding(LATER, "PUBLIC_HOST", f"{host} does not resolve (yet): until it does, open the UI with "
-                                                  "`inv ui`; ask for a DNS record pointing at your ingress controller or Gateway")]
-    return [Finding(OK, "PUBLIC_HOST", f"{host} resolves to {', '.join(addresses)}")]
+            return None

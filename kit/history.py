@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from kit import cluster, release, rollout
+from kit import cluster, release, rollout, server
 from kit.errors import UserError
 from kit.kinds import BY_NAME
 from kit.release import Build
@@ -23,8 +23,9 @@ Out = Callable[[str], None]
 
 
 def live_images(k: cluster.Cluster) -> dict[str, str]:
-    """The image each of the kit's workloads runs, by `kind/name`."""
-    workloads = [obj for kind in WORKLOAD_KINDS for obj in k.objects(BY_NAME[kind].api_version, kind)[0]]
+    """The image each of the kit's workloads runs, by `kind/name`; the embedded Redis runs an image of its own."""
+    workloads = [obj for kind in WORKLOAD_KINDS for obj in k.objects(BY_NAME[kind].api_version, kind)[0]
+                 if not server.is_redis(obj)]
     return {cluster.describe(obj): obj["spec"]["template"]["spec"]["containers"][0]["image"] for obj in workloads}
 
 

@@ -20,6 +20,10 @@ class Kind:
     # Routes the public host to the Service (ROUTE picks one): a stale one is removed by every rollout, not only
     # with --prune, as two routes for one host are never wanted.
     route: bool = False
+    # Acts on a workload the render shapes: a stale one is removed by every rollout once the server is ready, not
+    # only with --prune (a budget left from more replicas would block node drains, an autoscaler left behind would
+    # fight the rendered replicas).
+    follows_render: bool = False
 
     @property
     def group(self) -> str:
@@ -48,8 +52,8 @@ KINDS = (
     Kind("Job", "batch/v1", has_pods=True),
     Kind("StatefulSet", "apps/v1", has_pods=True),
     Kind("Deployment", "apps/v1", has_pods=True),
-    Kind("PodDisruptionBudget", "policy/v1"),
-    Kind("HorizontalPodAutoscaler", "autoscaling/v2"),
+    Kind("PodDisruptionBudget", "policy/v1", follows_render=True),
+    Kind("HorizontalPodAutoscaler", "autoscaling/v2", follows_render=True),
     Kind("Ingress", "networking.k8s.io/v1", route=True),
     Kind("HTTPRoute", "gateway.networking.k8s.io/v1", optional=True, route=True),
 )
@@ -59,3 +63,4 @@ APPLY_ORDER = tuple(kind.name for kind in KINDS)
 NAMESPACED = tuple(kind for kind in KINDS if kind.name != "Namespace")
 POD_KINDS = tuple(kind.name for kind in KINDS if kind.has_pods)
 ROUTE_KINDS = tuple(kind.name for kind in KINDS if kind.route)
+FOLLOWS_RENDER = tuple(kind.name for kind in KINDS if kind.follows_render)

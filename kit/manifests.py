@@ -1,9 +1,9 @@
 """Render the checked-in manifests for one deployment: parse them, change a few fields, add the Secrets.
 
 The files under manifests/ stay valid for `kubectl apply -f`; rendering edits parsed objects (never
-text) and touches only what differs between deployments: namespace, image, the route (kit.routes),
-database mode, proxies, the UI choice, a checksum of the configuration each pod consumes, and the workers
-of config/pools.yaml (kit.workers).
+text) and touches only what differs between deployments: namespace, image, the route (kit.routes), the
+server of the database mode (kit.server), proxies, the UI choice, a checksum of the configuration each pod
+consumes, and the workers of config/pools.yaml (kit.workers).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from kit import pool_config, routes, secrets, workers
-from kit.errors import UserError
+from kit import pool_config, routes, secrets, server, workers
 from kit.kinds import APPLY_ORDER, POD_KINDS, ROUTE_KINDS
 from kit.pool_config import Pool
 from kit.settings import Settings
 
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
 CHECKSUM_ANNOTATION = "prefect-kit/config-checksum"
-DATA_VOLUME = "data"
 
 
 def load(directory: Path = MANIFEST_DIR) -> list[dict]:
@@ -36,20 +34,26 @@ def load(directory: Path = MANIFEST_DIR) -> list[dict]:
 
 
 def render(settings: Settings, image: str, pools: tuple[Pool, ...] | None = None,
-           directory: Path = MANIFEST_DIR) -> list[dict]:
-    """Everything a rollout applies for these settings and pools (default: config/pools.yaml), in apply order."""
+           directory: Path = MANIFEST_DIR, redis_image: str | None = None) -> list[dict]:
+    """Everything a rollout applies for these settings and pools (default: config/pools.yaml), in apply order.
+
+    `redis_image`: the embedded Redis's image as the rollout pinned it (default: REDIS_IMAGE as it is).
+    """
     declared = pool_config.load() if pools is None else pools
-    checked_in = [obj for folder in routes.folders(directory, settings) for obj in load(folder)]
+    folders = routes.folders(directory, settings) + server.folders(directory, settings)
+    checked_in = [obj for folder in folders for obj in load(folder)]
     objects = [obj for obj in copy.deepcopy(checked_in) if routes.wanted(obj, settings)]
-    objects = workers.expand(objects, declared, settings.namespace) + secrets.render_secrets(settings)
+    objects = server.expand(workers.expand(objects, declared, settings.namespace), settings)
+    objects += secrets.render_secrets(settings)
     for obj in objects:
-        _render_object(obj, settings, image)
+        _render_object(obj, settings, (redis_image or settings.redis_image) if server.is_redis(obj) else image)
     configuration = [obj for obj in objects if obj["kind"] in ("Secret", "ConfigMap")]
     for obj in objects:
         if obj["kind"] in POD_KINDS:
             template = obj["spec"]["template"]
             template["metadata"].setdefault("annotations", {})[CHECKSUM_ANNOTATION] = config_checksum(
                 template["spec"], configuration, salt=secrets.salt_seed(settings))
+    server.name_migration(objects)
     return sorted(objects, key=lambda obj: APPLY_ORDER.index(obj["kind"]))
 
 
@@ -66,20 +70,18 @@ def _render_object(obj: dict, settings: Settings, image: str) -> None:
         return
     metadata["namespace"] = settings.namespace
     if kind in POD_KINDS:
-        render_pod(obj["spec"]["template"]["spec"], settings, image)
-        if kind == "StatefulSet" and settings.uses_external_database:
-            _drop_data_volume(obj["spec"])
+        # Redis speaks no HTTP: the company proxy would only restart it when it changes.
+        render_pod(obj["spec"]["template"]["spec"], settings, image, proxies=not server.is_redis(obj))
     elif kind in ROUTE_KINDS:
         routes.render_route(obj, settings)
     elif kind == "NetworkPolicy":
         routes.admit_route(obj["spec"], settings)
 
 
-def render_pod(pod: dict, settings: Settings, image: str) -> None:
+def render_pod(pod: dict, settings: Settings, image: str, proxies: bool = True) -> None:
     """What every pod of the kit gets, flow-run pods too: the image, the pull Secret, the proxies."""
     if settings.has_registry_credentials:
         pod["imagePullSecrets"] = [{"name": secrets.PULL}]
-    proxies = secrets.proxy_keys(settings)
     for container in pod["containers"]:
         container["image"] = image
         container["imagePullPolicy"] = pull_policy(image)
@@ -88,7 +90,7 @@ def render_pod(pod: dict, settings: Settings, image: str) -> None:
             _set_env(env, "PREFECT_SERVER_UI_V2_ENABLED", value="true" if settings.ui_v2 else "false")
         # From the Secret, as a proxy URL may carry a password; curl and some Python tools read only the
         # lowercase names.
-        for name, key in proxies.items():
+        for name, key in (secrets.proxy_keys(settings) if proxies else {}).items():
             for variable in (name, name.lower()):
                 _set_env(env, variable, valueFrom={"secretKeyRef": {"name": secrets.CONFIG, "key": key}})
 
@@ -97,13 +99,6 @@ def pull_policy(image: str) -> str:
     """IfNotPresent for an image pinned by digest: the digest names one set of bytes, so a node that has them
     need not ask the registry again (a registry that is down then stops no restart). A tag may move: Always."""
     return "IfNotPresent" if "@sha256:" in image else "Always"
-
-
-def _drop_data_volume(spec: dict) -> None:
-    """PostgreSQL mode: the server keeps nothing on disk, so it gets no volume."""
-    spec.pop("volumeClaimTemplates", None)
-    for container in spec["template"]["spec"]["containers"]:
-        container["volumeMounts"] = [m for m in container.get("volumeMounts", []) if m["name"] != DATA_VOLUME]
 
 
 def _has_env(env: list[dict], name: str) -> bool:
@@ -154,26 +149,6 @@ def config_checksum(pod: dict, configuration: list[dict], salt: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _slow_hash(text: str, salt: str) -> str:
     return hashlib.scrypt(text.encode(), salt=salt.encode(), n=2**14, r=8, p=1, dklen=32).hex()
-
-
-def check_database_mode(live: dict, rendered: dict) -> None:
-    """Refuse to switch a live server between SQLite-on-a-volume and PostgreSQL.
-
-    volumeClaimTemplates of a live StatefulSet cannot change, and the data would not follow anyway.
-    """
-    had_volume = bool(live.get("spec", {}).get("volumeClaimTemplates"))
-    wants_volume = bool(rendered.get("spec", {}).get("volumeClaimTemplates"))
-    if had_volume == wants_volume:
-        return
-    name = rendered["metadata"]["name"]
-    if had_volume:
-        raise UserError(
-            f"StatefulSet {name}: the live server keeps its database in SQLite on a volume, and DATABASE_URL now "
-            "points at PostgreSQL; a StatefulSet's volumes cannot change: move the data yourself, then "
-            "`inv destroy --yes` and `inv rollout` (or empty DATABASE_URL to keep SQLite)")
-    raise UserError(
-        f"StatefulSet {name}: the live server uses PostgreSQL, and DATABASE_URL is now empty (SQLite on a volume); "
-        "a StatefulSet's volumes cannot change: set DATABASE_URL back, or `inv destroy --yes` and `inv rollout`")
 
 
 def find(objects: list[dict], kind: str, name: str) -> dict:

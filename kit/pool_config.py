@@ -25,7 +25,10 @@ POOLS_FILE = "config/pools.yaml"
 POOL_TYPES = ("process", "kubernetes")
 _POOL_KEYS = ("name", "type", "concurrency_limit", "paused", "worker", "job", "queues")
 _QUEUE_KEYS = ("name", "priority", "concurrency_limit", "description", "worker")
-_WORKER_KEYS = ("replicas", "limit", "resources")
+_WORKER_KEYS = ("replicas", "limit", "resources", "autoscale")
+_AUTOSCALE_KEYS = ("max_replicas", "cpu_percent")
+# An autoscaled worker adds a pod when its pods' CPU passes this share of their requests.
+DEFAULT_CPU_PERCENT = 70
 _JOB_KEYS = ("resources", "ttl_seconds_after_finished", "manifest")
 _RESOURCE_PARTS = ("requests", "limits")
 _RESOURCE_NAMES = ("cpu", "memory")
@@ -44,6 +47,14 @@ DEFAULT_JOB_TTL = 3600
 
 
 @dataclass(frozen=True)
+class Autoscale:
+    """A HorizontalPodAutoscaler for a queue's worker, from its replicas to max_replicas."""
+
+    max_replicas: int
+    cpu_percent: int = DEFAULT_CPU_PERCENT
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     """A queue's worker Deployment; None (and an empty resources) leaves the template's value."""
 
@@ -51,6 +62,8 @@ class WorkerSettings:
     # `prefect worker start --limit`: flow runs one worker pod runs at once; None: no limit.
     limit: int | None = None
     resources: dict = field(default_factory=dict)
+    # None: a fixed number of replicas.
+    autoscale: Autoscale | None = None
 
     def overridden_by(self, other: WorkerSettings) -> WorkerSettings:
         """These settings with the ones `other` sets on top (resources merged key by key)."""
@@ -59,6 +72,7 @@ class WorkerSettings:
             other.limit if other.limit is not None else self.limit,
             {part: {**self.resources.get(part, {}), **other.resources.get(part, {})}
              for part in _RESOURCE_PARTS if part in self.resources or part in other.resources},
+            other.autoscale if other.autoscale is not None else self.autoscale,
         )
 
 
@@ -214,7 +228,27 @@ def _parse_worker(raw: Any, where: str, problems: list[str]) -> WorkerSettings:
         problems.append(f"{where}: limit must be a whole number ≥ 1 (flow runs at once per worker pod), or null "
                         f"for no limit, not {limit!r}")
         limit = None
-    return WorkerSettings(replicas, limit, _parse_resources(raw.get("resources"), where, problems))
+    return WorkerSettings(replicas, limit, _parse_resources(raw.get("resources"), where, problems),
+                          _parse_autoscale(raw.get("autoscale"), where, problems))
+
+
+def _parse_autoscale(raw: Any, where: str, problems: list[str]) -> Autoscale | None:
+    where = f"{where}: autoscale"
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a mapping of {', '.join(_AUTOSCALE_KEYS)}, e.g. {{max_replicas: 4}}")
+        return None
+    problems += _unknown_keys(raw, _AUTOSCALE_KEYS, where)
+    maximum, percent = raw.get("max_replicas"), raw.get("cpu_percent", DEFAULT_CPU_PERCENT)
+    if not _is_int(maximum) or maximum < 1:
+        problems.append(f"{where}: max_replicas must be a whole number ≥ 1 (the most worker pods), not {maximum!r}")
+        return None
+    if not _is_int(percent) or not 1 <= percent <= 100:
+        problems.append(f"{where}: cpu_percent must be a whole number from 1 to 100 (of the pods' CPU requests), "
+                        f"not {percent!r}")
+        return None
+    return Autoscale(maximum, percent)
 
 
 def _parse_job(raw: Any, where: str, problems: list[str]) -> JobSettings:

@@ -59,6 +59,25 @@ def digest(settings: Settings, tag: str) -> str | None:
     return _digest(api, settings, tag, _auth(settings))
 
 
+def pin(settings: Settings, reference: str) -> tuple[str, str]:
+    """`reference@sha256:…` when the registry tells the digest of `reference` (asked through the engine, with the
+    registry login when it is REGISTRY's host), else the reference as it is and why it could not be pinned."""
+    import docker
+
+    if "@" in reference:
+        return reference, ""
+    first = reference.split("/", 1)[0]
+    host = first if "/" in reference and ("." in first or ":" in first or first == "localhost") else "docker.io"
+    auth = _auth(settings) if host == settings.registry.split("/", 1)[0] else None
+    try:
+        found = docker.from_env(timeout=TIMEOUT).api.inspect_distribution(reference, auth_config=auth)
+    except docker.errors.APIError as error:
+        return reference, f"{host} did not tell its digest ({_one_line(error.explanation or error)})"
+    except (docker.errors.DockerException, OSError) as error:
+        return reference, f"no Docker engine answers to ask {host} ({_one_line(error)})"
+    return f"{reference}@{found['Descriptor']['digest']}", ""
+
+
 def _digest(api, settings: Settings, tag: str, auth: dict | None) -> str:
     import docker
 

@@ -1,8 +1,10 @@
 """`inv secrets` and `inv rollout`: apply the rendered objects, then wait as `kubectl rollout status` does.
 
 A rollout goes: the namespace and the accounts; a dry run of what each kubernetes pool's job template makes
-(kit.admission); everything but the workers; wait for the server; the pools, queues and templates through
-Prefect; the workers; wait for them; wait until Prefect shows every worker pod ONLINE.
+(kit.admission); what the server needs (Secrets, ConfigMaps, policies, Services, the embedded Redis); the
+migration Job, and wait for it (postgres and scaled); the server and its route; wait for the server, then
+remove the server of an earlier mode; the pools, queues and templates through Prefect; the workers; wait for
+them; wait until Prefect shows every worker pod ONLINE.
 
 The waiting is split the way kubectl splits it: one pure status viewer per kind (an object in, a message
 and done out, Stalled when it will never get there), and one watch loop that knows nothing about kinds.
@@ -19,12 +21,12 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from kit import cluster, immutable, registry, release, routes, workers
+from kit import autoscaling, cluster, immutable, registry, release, routes, server, workers
 from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME, ROUTE_KINDS
+from kit.kinds import APPLY_ORDER, BY_NAME, FOLLOWS_RENDER, ROUTE_KINDS
 from kit.pool_config import Pool
-from kit.settings import SERVER_NAME, Settings
+from kit.settings import REDIS_NAME, Settings
 
 Out = Callable[[str], None]
 DEFAULT_TIMEOUT = 300
@@ -40,6 +42,14 @@ _STARTING = ("ContainerCreating", "PodInitializing")
 
 class Stalled(Exception):
     """A workload that will not become ready without a change (kubectl's error from a status viewer)."""
+
+
+class NotReady(UserError):
+    """What wait() raises, after the diagnostics: why (`failure`), for which workloads."""
+
+    def __init__(self, failure: str, names: str):
+        super().__init__(f"rollout: {failure}: {names}; see the reasons above, fix them, and run `inv rollout` again")
+        self.failure = failure
 
 
 def deployment_status(obj: dict) -> tuple[str, bool]:
@@ -88,10 +98,29 @@ def statefulset_status(obj: dict) -> tuple[str, bool]:
     return f'statefulset "{name}" rolling update complete', True
 
 
+def job_status(obj: dict) -> tuple[str, bool]:
+    """Done once the Job is Complete, Stalled once it Failed (kubectl has no viewer; `kubectl wait` reads the same
+    conditions)."""
+    name, status = obj["metadata"]["name"], obj.get("status", {})
+    for condition in status.get("conditions", []):
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return f'job "{name}" completed', True
+        if condition.get("type") == "Failed":
+            raise Stalled(f'job "{name}" failed ({condition.get("reason")}: {condition.get("message")})')
+    if status.get("active"):
+        return f'job "{name}": running', False
+    return f'job "{name}": waiting for its pod', False
+
+
 VIEWERS: dict[str, Callable[[dict], tuple[str, bool]]] = {
     "Deployment": deployment_status,
     "StatefulSet": statefulset_status,
+    "Job": job_status,
 }
+# What keeps pods running, and a restart replaces them (a Job's template cannot change).
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 def image_reference(settings: Settings, tag: str | None, record: Path = release.RECORD_PATH,
@@ -132,12 +161,14 @@ def secrets(settings: Settings, *, dry_run: bool = False, out: Out = print) -> N
 
 
 def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False, prune: bool = False,
-            dry_run: bool = False, force_conflicts: bool = False, recreate: bool = False,
+            dry_run: bool = False, force_conflicts: bool = False, switch_database: bool = False,
+            recreate: bool = False,
             timeout: float = DEFAULT_TIMEOUT, api_url: str | None = None, pools: tuple[Pool, ...] | None = None,
             prefect: OpenPrefect | None = None, out: Out = print) -> None:
-    """Apply everything rendered in the order that keeps flow runs safe, and wait until every worker is
-    connected: the server first, then the pools (with the job templates of this image) through Prefect,
-    then the workers, so that no worker ever starts on a pool that is missing or has an old template.
+    """Apply everything rendered in the order that keeps the server serving and flow runs safe, and wait until
+    every worker is connected: the migration (if any) before any server pod changes, the server, the pools (with
+    the job templates of this image) through Prefect, then the workers, so that no worker ever starts on a pool
+    that is missing or has an old template.
 
     `pools` defaults to config/pools.yaml, `prefect` to the real Prefect API (reached by kit.access).
     """
@@ -151,10 +182,22 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
     with cluster.connect(settings) as k:
         check_served(k, objects)
         live, unserved = live_objects(k)
-        server = live.get(("StatefulSet", SERVER_NAME))
-        if server is not None:
-            manifests.check_database_mode(server, manifests.find(objects, "StatefulSet", SERVER_NAME))
-        refused = refused_changes(objects, live)
+        server.check_switch(live, settings, switch_database)
+        if settings.embedded_redis:
+            redis = redis_image(settings, live, out)
+            if redis != settings.redis_image:
+                objects = manifests.render(settings, image, declared, redis_image=redis)
+        migrations = [job for job in objects if server.is_migration(job)]
+        for job in (job for job in migrations if server.migrated(live, job)):
+            out(f"{describe(job)}: not run, the live server was rolled out after it")
+            objects = [obj for obj in objects if obj is not job]
+        migrations = [job for job in objects if server.is_migration(job)]
+        forced = autoscaling.taken_back(objects, live)
+        # A server StatefulSet whose volume claims come or go (--switch-database) is _recreate()'s, after the
+        # migration; everything else Kubernetes refuses in place stops the rollout here, unless --recreate.
+        refused = [(obj, changes) for obj, changes in refused_changes(objects, live)
+                   if not (switch_database and obj["kind"] == "StatefulSet"
+                           and server.needs_recreate(live.get(("StatefulSet", obj["metadata"]["name"])), obj))]
         if refused and not recreate:
             raise UserError(*[f"{describe(obj)}: {'; '.join(changes)}: Kubernetes cannot change this in place; "
                               "`inv rollout --recreate` deletes and recreates it, keeping its data volume"
@@ -163,7 +206,7 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
             for obj, changes in refused:
                 out(f"{describe(obj)} would be deleted and recreated ({'; '.join(changes)})")
             objects = [obj for obj in objects if all(obj is not other for other, _ in refused)]
-            apply_objects(k, objects, live, dry_run=True, force_conflicts=force_conflicts, out=out)
+            apply_objects(k, objects, live, dry_run=True, force_conflicts=force_conflicts, forced=forced, out=out)
             # The Pod's dry run needs its service account to exist; a first rollout creates it before the check.
             if ("ServiceAccount", workers.FLOW_RUN_ACCOUNT) in live:
                 for name, template in templates.items():
@@ -172,39 +215,120 @@ def rollout(settings: Settings, *, tag: str | None = None, restart: bool = False
                 out(f"job templates: checked by the rollout itself, once it has created serviceaccount/"
                     f"{workers.FLOW_RUN_ACCOUNT}")
             _prune(k, objects, live, unserved, prune=prune, dry_run=True, out=out)
+            _remove_superseded(k, objects, live, dry_run=True, out=out)
             out("pools: not written in a dry run (`inv pools --dry-run` compares them)")
             return
+        ahead, before, servers, workers_last = phases(objects)
+
+        def apply(batch: list[dict]) -> list[dict]:
+            return apply_objects(k, batch, live, force_conflicts=force_conflicts, forced=forced, out=out)
+
         # The flow runs' Job and Pod are dry-run in the namespace, as the flow-run account (which a real API
         # server's ServiceAccount admission wants to exist), before anything else is applied.
-        ahead = [obj for obj in objects if obj["kind"] in ADMISSION_NEEDS]
-        rest = [obj for obj in objects if obj["kind"] not in ADMISSION_NEEDS and not workers.is_template(obj)]
-        workers_last = [obj for obj in objects if workers.is_template(obj)]
-        applied = apply_objects(k, ahead, live, force_conflicts=force_conflicts, out=out)
+        apply(ahead)
         for name, template in templates.items():
             admission.check(k, name, template, out)
         # Deleted only once every check has passed: a refused template must not leave a workload missing.
         recreate_workloads(k, refused, live, timeout, out)
-        applied += apply_objects(k, rest, live, force_conflicts=force_conflicts, out=out)
-        _prune(k, objects, live, unserved, prune=prune, dry_run=False, out=out)
-        # --timeout covers the waiting: for the server, the pools, the workers and their connection.
+        needed = apply(before)
+        # --timeout covers the waiting: for the migration, the server, the pools, the workers and their connection.
         deadline = time.monotonic() + timeout
-        servers = _restarted(k, [obj for obj in applied if obj["kind"] in VIEWERS], restart, out)
-        wait(k, servers, timeout, out, deadline)
+        for job in migrations:
+            migrate(k, job, live, timeout, deadline, out)
+        wait(k, _restarted(k, [obj for obj in needed if obj["kind"] in WORKLOADS], restart, out), timeout, out,
+             deadline)
+        _recreate(k, servers, live, deadline, out)
+        applied = apply(servers)
+        _prune(k, objects, live, unserved, prune=prune, dry_run=False, out=out)
+        wait(k, _restarted(k, [obj for obj in applied if obj["kind"] in WORKLOADS], restart, out), timeout, out,
+             deadline)
+        _remove_superseded(k, objects, live, dry_run=False, out=out)
         with open_prefect(k, out) as session:
             for line in session.sync(declared, templates):
                 out(line)
-            deployed = apply_objects(k, workers_last, live, force_conflicts=force_conflicts, out=out)
-            deployed = _restarted(k, deployed, restart, out)
+            deployed = apply(workers_last)
+            deployed = _restarted(k, [obj for obj in deployed if obj["kind"] in WORKLOADS], restart, out)
             wait(k, deployed, timeout, out, deadline)
             wait_connected(k, session, deployed, deadline, timeout, out)
     out(f"ready: {routes.where(settings)}")
 
 
+def phases(objects: list[dict]) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """The render in the rollout's batches: what the admission check needs; what the server needs (everything
+    before the workloads, the embedded Redis among them); the server's workloads with what acts on them and the
+    route; the workers with their autoscalers. The migration Job is none of them: migrate() applies it."""
+    ahead = [obj for obj in objects if obj["kind"] in ADMISSION_NEEDS]
+    workers_last = [obj for obj in objects if workers.is_workers(obj)]
+    rest = [obj for obj in objects if obj["kind"] not in ADMISSION_NEEDS and not workers.is_workers(obj)
+            and not server.is_migration(obj)]
+    first_workload = min(APPLY_ORDER.index(kind) for kind in WORKLOADS)
+    servers = [obj for obj in rest if server.is_workload(obj) or APPLY_ORDER.index(obj["kind"]) > first_workload
+               and obj["kind"] not in WORKLOADS]
+    before = [obj for obj in rest if not any(obj is other for other in servers)]
+    return ahead, before, servers, workers_last
+
+
+def migrate(k: Cluster, job: dict, live: dict, timeout: float, deadline: float, out: Out) -> None:
+    """Run the migration Job and wait for it; a failed one stops the rollout before any server pod changed.
+
+    A Job of this name that failed before (the database was down, say) is deleted and run again: its template
+    cannot change, and this one is the same.
+    """
+    name = job["metadata"]["name"]
+    earlier = live.get(("Job", name))
+    if earlier is not None and _failed(earlier):
+        k.delete("batch/v1", "Job", name, "Background")
+        k.wait_gone("batch/v1", "Job", [name], max(0.0, deadline - time.monotonic()))
+        out(f"job/{name} failed at an earlier rollout: deleted, to run it again")
+        earlier = None
+    (stored,) = apply_objects(k, [job], {("Job", name): earlier} if earlier else {}, out=out)
+    try:
+        wait(k, [stored], timeout, out, deadline)
+    except NotReady as failed:
+        raise UserError(f"rollout: the database migration job/{name} did not complete: {failed.failure}; nothing of "
+                        "the server was changed, its pods keep serving: see the log lines above, fix the cause "
+                        "(DATABASE_URL, the database's rights or reach), and run `inv rollout` again") from None
+
+
+def _failed(job: dict) -> bool:
+    return any(condition.get("type") == "Failed" and condition.get("status") == "True"
+               for condition in job.get("status", {}).get("conditions", []))
+
+
+def _recreate(k: Cluster, servers: list[dict], live: dict, deadline: float, out: Out) -> None:
+    """With --switch-database between SQLite and PostgreSQL: the server StatefulSet goes before its successor is
+    applied, as its volume claim templates cannot change (the claim itself stays)."""
+    for obj in servers:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "StatefulSet" and server.needs_recreate(live.get(("StatefulSet", name)), obj):
+            k.delete("apps/v1", "StatefulSet", name, "Foreground")
+            k.wait_gone("apps/v1", "StatefulSet", [name], max(0.0, deadline - time.monotonic()))
+            out(f"statefulset/{name} deleted: its volume claim templates cannot change (--switch-database); "
+                "its claims stay")
+
+
+def redis_image(settings: Settings, live: dict, out: Out) -> str:
+    """REDIS_IMAGE pinned by digest when the registry tells it (or an earlier rollout did), else the tag alone."""
+    reference = settings.redis_image
+    running = live.get(("StatefulSet", REDIS_NAME))
+    image = running["spec"]["template"]["spec"]["containers"][0]["image"] if running else ""
+    if "@" not in reference and image.startswith(f"{reference}@"):
+        out(f"redis image: {image} (pinned at an earlier rollout)")
+        return image
+    pinned, why = registry.pin(settings, reference)
+    out(f"redis image: {pinned}" + (f", the tag alone: {why}" if why else " (pinned by the registry's digest)"))
+    return pinned
+
+
 def refused_changes(objects: list[dict], live: dict) -> list[tuple[dict, list[str]]]:
     """The rendered objects whose live version differs in a field Kubernetes will not change in place, with those
-    fields: found before anything is applied, so that a rollout never stops halfway on a 422."""
+    fields: found before anything is applied, so that a rollout never stops halfway on a 422. A migration Job is
+    none of them: it is named after its template, so a live one of its name has the same (and migrate() runs one
+    that failed anew)."""
     found = []
     for obj in objects:
+        if server.is_migration(obj):
+            continue
         current = live.get((obj["kind"], obj["metadata"]["name"]))
         changes = immutable.refused_changes(current, obj, cluster.FIELD_MANAGER) if current else []
         if changes:
@@ -258,12 +382,25 @@ def _restarted(k: Cluster, workloads: list[dict], restart: bool, out: Out) -> li
 def _prune(k: Cluster, objects: list[dict], live: dict, unserved: list, *, prune: bool, dry_run: bool,
            out: Out) -> None:
     """With --prune, what the kit applied before and no longer renders; always, a route of an earlier render
-    (another ROUTE, the former two Ingresses), which would serve the same host. After the new route exists."""
+    (another ROUTE, the former two Ingresses), which would serve the same host. After the new route exists. The
+    server objects of another mode wait for _remove_superseded()."""
     if prune:
         for kind in unserved:
             out(cluster.unserved_line(kind))
-    prune_stale(k, objects, live if prune else {key: obj for key, obj in live.items() if key[0] in ROUTE_KINDS},
-                dry_run=dry_run, out=out)
+    stale = {key: obj for key, obj in live.items() if not _follows_server(key, obj) and (prune or key[0] in ROUTE_KINDS)}
+    prune_stale(k, objects, stale, dry_run=dry_run, out=out)
+
+
+def _remove_superseded(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, out: Out) -> None:
+    """Once this render's server is ready, by every rollout: another mode's server (the StatefulSet, or the API and
+    services Deployments), an embedded Redis no longer used, a disruption budget or autoscaler no longer rendered.
+    Two sets of background services never run on together longer than a switch."""
+    prune_stale(k, objects, {key: obj for key, obj in live.items() if _follows_server(key, obj)}, dry_run=dry_run,
+                out=out)
+
+
+def _follows_server(key: tuple[str, str], obj: dict) -> bool:
+    return server.replaced_with_mode(obj) or key[0] in FOLLOWS_RENDER
 
 
 # --- Through Prefect: the pools, and whether the workers are connected --------------------------------
@@ -360,8 +497,12 @@ def live_objects(k: Cluster) -> tuple[dict[tuple[str, str], dict], list]:
 
 
 def apply_objects(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool = False,
-                  force_conflicts: bool = False, out: Out = print) -> list[dict]:
-    """Server-side apply in order, one kubectl-style line per object; returns the objects as stored."""
+                  force_conflicts: bool = False, forced: set[tuple[str, str]] = frozenset(),
+                  out: Out = print) -> list[dict]:
+    """Server-side apply in order, one kubectl-style line per object; returns the objects as stored.
+
+    `forced`: workloads whose replicas the kit takes back from an autoscaler it no longer renders.
+    """
     applied = []
     missing_namespace = ("Namespace", k.namespace) not in live
     for obj in objects:
@@ -370,7 +511,15 @@ def apply_objects(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool 
             # The server cannot dry-run writes into a namespace that a dry run did not create.
             out(f"{describe(obj)} created (dry run; namespace {k.namespace} does not exist yet)")
             continue
-        created, stored = k.apply(obj, dry_run=dry_run, force_conflicts=force_conflicts)
+        replicas = None if dry_run else autoscaling.to_hand_over(live.get(key), obj, cluster.FIELD_MANAGER)
+        if replicas is not None:
+            k.apply(_replicas_only(obj, replicas), manager=cluster.HANDOVER_MANAGER)
+            out(f"{describe(obj)}: its {replicas} replicas handed over to its autoscaler")
+        created, stored = k.apply(obj, dry_run=dry_run, force_conflicts=force_conflicts or key in forced)
+        if key in forced and not dry_run:
+            # The hand-over manager lets go too, or the next change of the replicas would conflict with it.
+            k.apply(_replicas_only(obj, None), manager=cluster.HANDOVER_MANAGER)
+            out(f"{describe(obj)}: replicas taken back from the autoscaler it no longer has")
         word = cluster.outcome(created, live.get(key), stored)
         out(f"{describe(obj)} {word}{' (server dry run)' if dry_run else ''}")
         if dry_run and word == "configured" and key in live:
@@ -380,6 +529,15 @@ def apply_objects(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool 
     return applied
 
 
+def _replicas_only(obj: dict, replicas: int | None) -> dict:
+    """An apply configuration of nothing but the replicas (None: of nothing at all)."""
+    partial = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+               "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]}}
+    if replicas is not None:
+        partial["spec"] = {"replicas": replicas}
+    return partial
+
+
 def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, out: Out) -> None:
     """Delete what the kit applied before and no longer renders; the namespace is never pruned."""
     rendered = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
@@ -387,7 +545,8 @@ def prune_stale(k: Cluster, objects: list[dict], live: dict, *, dry_run: bool, o
     for kind, name in sorted(stale, key=lambda key: -APPLY_ORDER.index(key[0])):
         if dry_run:
             out(f"{kind.lower()}/{name} would be pruned (dry run)")
-        elif k.delete(BY_NAME[kind].api_version, kind, name):
+        # A Job's pods would otherwise stay, orphaned: the API's default for Jobs.
+        elif k.delete(BY_NAME[kind].api_version, kind, name, "Background" if kind == "Job" else None):
             out(f"{kind.lower()}/{name} pruned")
 
 
@@ -416,8 +575,7 @@ def wait(k: Cluster, workloads: list[dict], timeout: float, out: Out = print, de
         return
     for obj, message in unready:
         diagnose(k, obj, message, out)
-    names = ", ".join(describe(obj) for obj, _ in unready)
-    raise UserError(f"rollout: {failure}: {names}; see the reasons above, fix them, and run `inv rollout` again")
+    raise NotReady(failure, ", ".join(describe(obj) for obj, _ in unready))
 
 
 def _verdict(obj: dict) -> tuple[str, bool]:
@@ -546,6 +704,10 @@ def pod_problem(pod: dict, events: list[dict]) -> str:
                 failure = latest(probes, 1)[0].get("message")
                 return f"container {container['name']} is running but failing its probe: {failure}"
             return f"container {container['name']} is running but its readiness probe has not passed yet"
+    for container in containers:
+        ended = container.get("state", {}).get("terminated")
+        if ended and ended.get("exitCode"):
+            return f"container {container['name']} exited with code {ended['exitCode']} ({ended.get('reason')})"
     waiting = [c["state"]["waiting"]["reason"] for c in containers if c.get("state", {}).get("waiting")]
     return waiting[0] if waiting else status.get("phase", "Pending")
 

@@ -1,7 +1,10 @@
 """The Secrets rendered from .env: they never exist as files in the repo.
 
-- prefect-config: what Prefect reads (auth string, database URL, in-cluster API URL);
+- prefect-config: what Prefect reads (auth string, database URL, in-cluster API URL; in scaled mode the Redis URL
+  every Prefect Redis setting is derived from);
 - prefect-login-auth: the htpasswd line the server pod's login proxy checks on the UI (key `auth`);
+- prefect-redis: the embedded Redis's password, as the redis.conf line its pod mounts and as the value redis-cli
+  reads (only in scaled mode without REDIS_URL);
 - regcred: the image pull Secret, when the registry needs a login.
 """
 
@@ -12,10 +15,11 @@ import functools
 import hashlib
 import json
 
-from kit.settings import SERVER_NAME, Settings
+from kit.settings import REDIS_NAME, SERVER_NAME, Settings
 
 CONFIG = "prefect-config"
 LOGIN = "prefect-login-auth"
+REDIS = REDIS_NAME
 PULL = "regcred"
 SQLITE_URL = "sqlite+aiosqlite:////data/prefect.db"
 REDACTED = "<redacted>"
@@ -31,10 +35,14 @@ def render_secrets(settings: Settings) -> list[dict]:
             "auth-string": settings.auth_string,
             "database-url": settings.database_url or SQLITE_URL,
             "api-url": settings.in_cluster_api_url,
+            **({"redis-url": settings.redis_connection_url} if settings.redis_connection_url else {}),
             **{proxy_key(name): value for name, value in pod_proxy(settings).items()},
         }),
         _secret(LOGIN, {"auth": htpasswd_line(settings.login_user, settings.login_password, salt_seed(settings))}),
     ]
+    if settings.embedded_redis:
+        secrets.append(_secret(REDIS, {"auth.conf": f"requirepass {settings.redis_password}\n",
+                                       "password": settings.redis_password}, component="redis"))
     if settings.has_registry_credentials:
         pull = _secret(PULL, {".dockerconfigjson": docker_config(settings)})
         pull["type"] = "kubernetes.io/dockerconfigjson"
@@ -106,7 +114,7 @@ def redact(obj: dict) -> dict:
     return {**obj, "data": {key: REDACTED for key in obj.get("data", {})}}
 
 
-def _secret(name: str, values: dict[str, str]) -> dict:
+def _secret(name: str, values: dict[str, str], component: str = "config") -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -116,7 +124,7 @@ def _secret(name: str, values: dict[str, str]) -> dict:
                 "app.kubernetes.io/name": "prefect",
                 "app.kubernetes.io/part-of": "prefect",
                 "app.kubernetes.io/managed-by": "prefect-kit",
-                "app.kubernetes.io/component": "config",
+                "app.kubernetes.io/component": component,
             },
         },
         "type": "Opaque",

@@ -26,6 +26,9 @@ SERVER_NAME = "prefect-server"
 # Each work queue has its worker Deployment prefect-worker-<queue> (manifests/30-workers.yaml).
 WORKER_PREFIX = "prefect-worker-"
 SERVER_PORT = 4200
+# The embedded Redis of DATABASE_MODE=scaled without REDIS_URL: its StatefulSet and Service (manifests/redis/).
+REDIS_NAME = "prefect-redis"
+REDIS_PORT = 6379
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -37,6 +40,11 @@ _TIMEZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
 _SECONDS = re.compile(r"^[0-9]{1,5}$")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# An image reference with a tag or a digest: [registry[:port]/]path[:tag][@sha256:…].
+_IMAGE_REFERENCE = re.compile(r"^([a-z0-9][-a-z0-9.]*(:[0-9]{1,5})?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                              r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+# What goes into redis.conf and a URL without quoting: URL-unreserved characters (`inv init` generates such).
+_REDIS_PASSWORD = re.compile(r"^[A-Za-z0-9._~-]+$")
 # Keys of earlier versions of the kit. Prefect reads ./.env itself, so the kit keeps its own keys out of
 # Prefect's PREFECT_ setting namespace: a future Prefect setting of the same name would act on our file.
 RENAMED = {
@@ -72,6 +80,18 @@ class Settings:
     gateway_https: bool = True
     gateway_dataplane_namespace: str = ""
     database_url: str = field(default="", repr=False)
+    # Empty: sqlite without DATABASE_URL, postgres with it (the `mode` property).
+    database_mode: str = ""
+    server_replicas: int = 1
+    # None: no autoscaler; else an HPA from server_replicas to this, on CPU.
+    server_max_replicas: int | None = None
+    services_replicas: int = 1
+    # An existing Redis for DATABASE_MODE=scaled; empty: the embedded one. Carries its password.
+    redis_url: str = field(default="", repr=False)
+    redis_password: str = field(default="", repr=False)
+    # A pinned tag of the official image (Redis 8.10, the newest release line its Docker library lists, and
+    # offered under the OSI-approved AGPLv3 again); a company registry may mirror it.
+    redis_image: str = "redis:8.10.2"
     ui_v2: bool = True
     http_proxy: str = ""
     https_proxy: str = ""
@@ -132,6 +152,27 @@ class Settings:
         return bool(self.database_url)
 
     @property
+    def mode(self) -> str:
+        """sqlite (one pod, SQLite on its volume), postgres (one pod on PostgreSQL) or scaled (API replicas and the
+        background services apart, on PostgreSQL and Redis)."""
+        return self.database_mode or ("postgres" if self.database_url else "sqlite")
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.mode == "scaled" and not self.redis_url
+
+    @property
+    def redis_connection_url(self) -> str:
+        """The one Redis URL every Prefect Redis setting is derived from; empty outside scaled mode.
+
+        The embedded Redis by its Service in the namespace (`.svc` resolves through the pods' search path,
+        whatever the cluster domain), database 0: one Redis database per installation.
+        """
+        if self.mode != "scaled":
+            return ""
+        return self.redis_url or (f"redis://:{self.redis_password}@{REDIS_NAME}.{self.namespace}.svc:{REDIS_PORT}/0")
+
+    @property
     def has_registry_credentials(self) -> bool:
         return bool(self.registry_user)
 
@@ -145,8 +186,13 @@ IMAGE_DRIVERS = ("kerberos", "freetds", "odbc", "mssql18", "mssql17", "mariadb",
 IMAGE_EXTRAS = ("dataframes", "spark", "spark-local")
 # How the UI and API are reached from outside the cluster: an Ingress, a Gateway API HTTPRoute, or no route.
 ROUTES = ("ingress", "gateway", "none")
+DATABASE_MODES = ("sqlite", "postgres", "scaled")
+# The schemes prefect-redis 0.3.0 connects to (prefect_redis.connection); its redis+cluster:// raises
+# NotImplementedError, and the Docket reads the same URL.
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
 _BOOLEANS = ("ui_v2", "gateway_https")
-_NUMBERS = ("retry_deadline",)
+_INTEGERS = ("retry_deadline", "server_replicas", "server_max_replicas", "services_replicas")
+_LOWERCASE = ("route", "database_mode")
 
 _KEYS = {f.name.upper(): f for f in fields(Settings) if f.metadata.get("key", True)}
 KEYS = tuple(_KEYS)
@@ -268,7 +314,98 @@ def _check(values: dict[str, str]) -> list[str]:
     database_problem = check_database_url(values.get("DATABASE_URL", ""))
     if database_problem:
         problems.append(f"DATABASE_URL: {database_problem}")
+    problems += _check_database_mode(values)
     return problems
+
+
+def _check_database_mode(values: dict[str, str]) -> list[str]:
+    """The database mode and what it allows: replicas, an autoscaler and Redis only where they are safe."""
+    given = values.get("DATABASE_MODE", "").lower()
+    if given and given not in DATABASE_MODES:
+        return [f"DATABASE_MODE: unknown mode {values['DATABASE_MODE']!r}; choose sqlite (the embedded database, one "
+                "pod), postgres (one pod on DATABASE_URL) or scaled (API replicas on DATABASE_URL and Redis); empty: "
+                "sqlite without DATABASE_URL, postgres with it"]
+    mode = given or ("postgres" if values.get("DATABASE_URL") else "sqlite")
+    problems = []
+    if mode == "sqlite" and values.get("DATABASE_URL"):
+        problems.append("DATABASE_URL: set, but DATABASE_MODE is sqlite (the embedded database); empty DATABASE_URL, "
+                        "or set DATABASE_MODE=postgres or scaled")
+    if mode != "sqlite" and not values.get("DATABASE_URL"):
+        problems.append(f"DATABASE_URL: missing; DATABASE_MODE={mode} runs on PostgreSQL: set "
+                        "postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE, or DATABASE_MODE=sqlite")
+    counts = {}
+    for key, least in (("SERVER_REPLICAS", 1), ("SERVER_MAX_REPLICAS", 1), ("SERVICES_REPLICAS", 1)):
+        value = values.get(key, "")
+        if value and PLACEHOLDER not in value:
+            if not value.isdigit() or int(value) < least:
+                problems.append(f"{key}: must be a whole number of at least {least}, not {value!r}")
+            else:
+                counts[key] = int(value)
+    # Why each is refused outside scaled: in one sentence a person can act on.
+    alone = {"sqlite": "SQLite allows one writer", "postgres": "each would run on in-memory messaging of its own, "
+             "so the replicas would not see each other's events and cancels (they would look healthy)"}
+    if mode != "scaled":
+        if counts.get("SERVER_REPLICAS", 1) > 1:
+            problems.append(f"SERVER_REPLICAS: {counts['SERVER_REPLICAS']} API replicas need DATABASE_MODE=scaled "
+                            f"(PostgreSQL and Redis): with {mode}, {alone[mode]}; set DATABASE_MODE=scaled, or 1")
+        if "SERVER_MAX_REPLICAS" in counts:
+            problems.append(f"SERVER_MAX_REPLICAS: an autoscaler adds API replicas, which need DATABASE_MODE=scaled "
+                            f"(PostgreSQL and Redis): with {mode}, {alone[mode]}; set DATABASE_MODE=scaled, or empty it")
+        if counts.get("SERVICES_REPLICAS", 1) > 1:
+            problems.append(f"SERVICES_REPLICAS: only DATABASE_MODE=scaled runs the background services apart, and "
+                            "several of them only on Redis (the Docket's memory:// is one process's); set "
+                            "DATABASE_MODE=scaled, or 1")
+        if values.get("REDIS_URL"):
+            problems.append(f"REDIS_URL: set, but DATABASE_MODE is {mode}; only DATABASE_MODE=scaled uses Redis: set "
+                            "it, or empty REDIS_URL")
+    elif "SERVER_MAX_REPLICAS" in counts and counts["SERVER_MAX_REPLICAS"] < counts.get("SERVER_REPLICAS", 1):
+        problems.append(f"SERVER_MAX_REPLICAS: {counts['SERVER_MAX_REPLICAS']} is below SERVER_REPLICAS "
+                        f"({counts.get('SERVER_REPLICAS', 1)}), the autoscaler's minimum; raise it, or empty it for "
+                        "no autoscaler")
+    redis_problem = check_redis_url(values.get("REDIS_URL", ""))
+    if redis_problem:
+        problems.append(f"REDIS_URL: {redis_problem}")
+    password = values.get("REDIS_PASSWORD", "")
+    if password and PLACEHOLDER not in password:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            problems.append(f"REDIS_PASSWORD: is shorter than {MIN_PASSWORD_LENGTH} characters; use a longer one "
+                            "(`inv init` generates one)")
+        elif not _REDIS_PASSWORD.match(password):
+            problems.append("REDIS_PASSWORD: may hold letters, digits and '._~-' only (it goes into redis.conf and a "
+                            "URL as it is); `inv init` generates one")
+    elif mode == "scaled" and not values.get("REDIS_URL") and not password:
+        problems.append("REDIS_PASSWORD: missing; the embedded Redis (DATABASE_MODE=scaled without REDIS_URL) needs "
+                        "one: `inv init` generates one, or set REDIS_URL to your own Redis")
+    image = values.get("REDIS_IMAGE", "")
+    if image and PLACEHOLDER not in image and (not _IMAGE_REFERENCE.match(image) or not re.search(r"[:@][^/]*$", image)):
+        problems.append(f"REDIS_IMAGE: {image!r} must be an image with a tag or digest, e.g. redis:8.10.2 or "
+                        "internal-cr:9999/library/redis:8.10.2 (a mirror of the official image)")
+    return problems
+
+
+def check_redis_url(url: str) -> str | None:
+    """Why the URL cannot be prefect-redis's connection, or None. Never echoes the password."""
+    if not url:
+        return None
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return ("Redis Cluster is not supported: prefect-redis 0.3.0 raises NotImplementedError for "
+                f"{scheme}://; use a standalone Redis (redis://, rediss://) or Sentinel (redis+sentinel://)")
+    if scheme not in REDIS_SCHEMES:
+        return ("must be redis://[:PASSWORD@]HOST:6379/0, rediss://… for TLS, or redis+sentinel://HOST:26379,…/MASTER "
+                "for Sentinel (percent-encode special characters in the password)")
+    try:
+        parts = urlsplit(url)
+        hosts = parts.netloc.rpartition("@")[2]
+        if "sentinel" not in scheme:
+            parts.port  # raises on a port that is not a number
+    except ValueError:
+        return f"is not a URL; use {scheme}://[:PASSWORD@]HOST:PORT/DB (percent-encode special characters)"
+    if not hosts:
+        return f"needs a host: {scheme}://[:PASSWORD@]HOST:PORT/DB"
+    if "sentinel" in scheme and not parts.path.strip("/"):
+        return f"needs the master's name after the Sentinel hosts: {scheme}://HOST:26379,HOST2:26379/MASTER"
+    return None
 
 
 def _check_route(values: dict[str, str]) -> list[str]:
@@ -322,6 +459,12 @@ def check_database_url(url: str) -> str | None:
     return None
 
 
+def redis_hosts(url: str) -> list[str]:
+    """The host names a Redis URL connects to: one, or a Sentinel URL's members."""
+    members = urlsplit(url).netloc.rpartition("@")[2].split(",")
+    return [re.sub(r":[0-9]*$", "", member).strip("[]") for member in members if member]
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ***, for messages."""
     parts = urlsplit(url)
@@ -348,11 +491,11 @@ def _build(values: dict[str, str], source: str) -> Settings:
             continue  # an empty optional key keeps its default
         if name in _BOOLEANS:
             kwargs[name] = value.lower() in _TRUE
-        elif name in _NUMBERS:
+        elif name in _INTEGERS:
             kwargs[name] = int(value)
         elif name in ("image_drivers", "image_extras"):
             kwargs[name] = tuple(_split(value))
-        elif name == "route":
+        elif name in _LOWERCASE:
             kwargs[name] = value.lower()
         else:
             kwargs[name] = value

@@ -1,4 +1,5 @@
-"""`inv status`: the kit's pods and workloads as kubectl shows them, the public URL, and the Prefect half.
+"""`inv status`: the kit's pods and workloads as kubectl shows them, their autoscalers, the last database migration,
+the public URL, Redis in scaled mode, and the Prefect half.
 
 Each half is read on its own, so an unreachable cluster still shows the pools, and the other way round.
 The table functions are pure: a pod or workload dict in, a row out.
@@ -9,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from kit import cluster, routes
+from kit import autoscaling, cluster, routes, server
 from kit.columns import human_age, table
 from kit.cluster import describe
 from kit.errors import UserError
 from kit.kinds import BY_NAME
-from kit.settings import Settings
+from kit.settings import REDIS_NAME, Settings, redact_url
 
 # The kinds whose pods `inv status` reports replicas for; a migration Job is shown by its own line.
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
 WORKER_PODS = f"{cluster.MANAGED},app.kubernetes.io/component=worker"
+MIGRATION_JOBS = f"{cluster.MANAGED},{server.COMPONENT}=migration"
 
 
 def show(settings: Settings, api_url: str | None = None, out: Callable[[str], None] = print) -> None:
@@ -34,6 +36,9 @@ def show(settings: Settings, api_url: str | None = None, out: Callable[[str], No
         problem, lines, k = error, [], None
     for line in lines:
         out(line)
+    if settings.mode == "scaled":
+        out(f"redis: {redact_url(settings.redis_url)} (REDIS_URL)" if settings.redis_url else
+            f"redis: the embedded statefulset/{REDIS_NAME} (one pod; REDIS_URL is empty)")
     out(f"url: {routes.where(settings)}")
     # With the pod names, a replaced worker's leftover entry in Prefect shows as stale, not online.
     for line in pools.status(settings, api_url, k, worker_pods):
@@ -47,11 +52,85 @@ def cluster_lines(k: cluster.Cluster, now: datetime) -> list[str]:
     workloads = [obj for kind in WORKLOAD_KINDS for obj in k.objects(BY_NAME[kind].api_version, kind)[0]]
     if not pods and not workloads:
         return [f"namespace {k.namespace}: nothing of the kit's is running; run `inv rollout`"]
+    autoscalers = _listed(k, autoscaling.API_VERSION, autoscaling.KIND, cluster.MANAGED)
+    jobs = _listed(k, BY_NAME["Job"].api_version, "Job", MIGRATION_JOBS)
     pod_rows = [(pod["metadata"]["name"], pod_ready_count(pod), pod_status(pod), str(restarts(pod)),
                  human_age(now, pod["metadata"].get("creationTimestamp"))) for pod in pods]
     workload_rows = [workload_row(obj) for obj in workloads]
     return (table(("NAME", "READY", "STATUS", "RESTARTS", "AGE"), pod_rows) + [""]
-            + table(("WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"), workload_rows))
+            + table(("WORKLOAD", "DESIRED", "READY", "UPDATED", "IMAGE"), workload_rows)
+            + [autoscaler_line(obj) for obj in autoscalers] + migration_lines(jobs, workloads, now))
+
+
+def _listed(k: cluster.Cluster, api_version: str, kind: str, selector: str) -> list[dict]:
+    """The objects, or none when these credentials may not list them: the rest of the status still shows."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return k.objects(api_version, kind, selector)[0]
+    except ApiException as error:
+        if error.status == 403:
+            return []
+        raise
+
+
+def autoscaler_line(autoscaler: dict) -> str:
+    kind, name = autoscaling.target(autoscaler)
+    spec, status = autoscaler["spec"], autoscaler.get("status", {})
+    target = next((metric["resource"]["target"].get("averageUtilization") for metric in spec.get("metrics", [])
+                   if metric.get("type") == "Resource"), None)
+    current = next((metric["resource"]["current"].get("averageUtilization") for metric in status.get("currentMetrics")
+                    or [] if metric.get("type") == "Resource"), None)
+    now = f"{status.get('currentReplicas', '?')} now" + (f" at {current}% CPU" if current is not None else "")
+    return (f"autoscaler: {kind.lower()}/{name} {spec.get('minReplicas', 1)} to {spec['maxReplicas']} replicas at "
+            f"{target}% CPU, {now}")
+
+
+def migration_lines(jobs: list[dict], workloads: list[dict], now: datetime) -> list[str]:
+    """The last database migration: the newest migration Job, or once its TTL removed it, the one the server's
+    workloads name as the migration they were rolled out after."""
+    if jobs:
+        job = max(jobs, key=lambda item: item["metadata"].get("creationTimestamp", ""))
+        return [f"migration: {describe(job)} {job_state(job, now)}"]
+    named = {obj["metadata"].get("annotations", {}).get(server.MIGRATION_ANNOTATION) for obj in workloads} - {None}
+    return [f"migration: job/{name} completed, removed by its TTL since (the server was rolled out after it)"
+            for name in sorted(named)]
+
+
+def job_state(job: dict, now: datetime) -> str:
+    """A Job's state in words: completed (when, how long), failed (when, why), running, or waiting."""
+    status = job.get("status", {})
+    started = status.get("startTime")
+    for condition in status.get("conditions", []):
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            ended = status.get("completionTime") or condition.get("lastTransitionTime")
+            return f"completed {_when(ended, now)}, took {_took(started, ended)}"
+        if condition.get("type") == "Failed":
+            why = ": ".join(part for part in (condition.get("reason"), condition.get("message")) if part)
+            return (f"failed {_when(condition.get('lastTransitionTime'), now)} ({why}); `kubectl -n "
+                    f"{job['metadata']['namespace']} logs job/{job['metadata']['name']}` shows why")
+    if status.get("active"):
+        return f"running for {human_age(now, started)}"
+    return "waiting for its pod"
+
+
+def _when(stamp: str | None, now: datetime) -> str:
+    if not stamp:
+        return "(time unknown)"
+    return f"{_parse(stamp):%Y-%m-%d %H:%M:%S} UTC ({human_age(now, stamp)} ago)"
+
+
+def _took(started: str | None, ended: str | None) -> str:
+    if not started or not ended:
+        return "?"
+    seconds = int((_parse(ended) - _parse(started)).total_seconds())
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m{seconds % 60}s"
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def pod_ready_count(pod: dict) -> str:

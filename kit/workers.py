@@ -11,8 +11,9 @@ import copy
 from dataclasses import dataclass
 from datetime import datetime
 
+from kit import autoscaling
 from kit.errors import UserError
-from kit.pool_config import Pool, Queue, WorkerSettings, resource_order
+from kit.pool_config import POOLS_FILE, Pool, Queue, WorkerSettings, resource_order
 from kit.settings import WORKER_PREFIX
 
 WORKER_ACCOUNT = "prefect-worker"
@@ -27,6 +28,11 @@ TOKEN_CHECK = "CKV_K8S_38"
 
 def is_template(obj: dict) -> bool:
     return obj["kind"] == "Deployment" and obj["metadata"]["name"].startswith(WORKER_PREFIX)
+
+
+def is_workers(obj: dict) -> bool:
+    """A worker Deployment or its autoscaler: what the rollout applies once the pools are made."""
+    return obj["kind"] in ("Deployment", autoscaling.KIND) and obj["metadata"]["name"].startswith(WORKER_PREFIX)
 
 
 def kubernetes_only(obj: dict) -> bool:
@@ -46,13 +52,27 @@ def expand(objects: list[dict], pools: tuple[Pool, ...], namespace: str) -> list
     expanded = []
     for obj in objects:
         if is_template(obj):
-            expanded += [deployment(obj, pool, queue, namespace) for pool in pools for queue in pool.queues]
+            expanded += [made for pool in pools for queue in pool.queues
+                         for made in queue_workers(obj, pool, queue, namespace)]
         elif kubernetes_only(obj):
             if has_kubernetes:
                 expanded.append(_in_namespace(obj, namespace))
         else:
             expanded.append(obj)
     return expanded
+
+
+def queue_workers(template: dict, pool: Pool, queue: Queue, namespace: str) -> list[dict]:
+    """The worker Deployment of one queue, and its autoscaler when the pools file asks for one."""
+    worker = deployment(template, pool, queue, namespace)
+    autoscale = pool.worker_for(queue).autoscale
+    if autoscale is None:
+        return [worker]
+    name, minimum = worker["metadata"]["name"], worker["spec"].get("replicas", 1)
+    if not 1 <= minimum <= autoscale.max_replicas:
+        raise UserError(f"Deployment {name}: worker: autoscale: max_replicas {autoscale.max_replicas} must be at least "
+                        f"its replicas ({minimum}, the autoscaler's minimum, which must be ≥ 1); fix {POOLS_FILE}")
+    return [worker, autoscaling.autoscale(worker, minimum, autoscale.max_replicas, autoscale.cpu_percent)]
 
 
 def deployment(template: dict, pool: Pool, queue: Queue, namespace: str) -> dict:

@@ -18,19 +18,35 @@ WORKERS = ("prefect-worker-prod-main", "prefect-worker-prod-secondary")
 
 
 class Lines(list):
-    """The lines a kit function prints, with actions to run the moment a given line appears."""
+    """The lines a kit function prints, with actions to run the moment a given line appears (once), or every
+    line that starts and ends so (each time, given the line)."""
 
     def __init__(self):
         super().__init__()
         self.hooks = {}
+        self.shaped = []
 
     def on(self, line, action):
         self.hooks[line] = action
+
+    def on_every(self, start, end, action):
+        self.shaped.append((start, end, action))
 
     def __call__(self, line):
         self.append(line)
         if line in self.hooks:
             self.hooks.pop(line)()
+        for start, end, action in self.shaped:
+            if line.startswith(start) and line.endswith(end):
+                action(line)
+
+
+def migrations_succeed(api, lines: Lines) -> Lines:
+    """Each migration Job the rollout creates completes at once, as the Job controller and a reachable database
+    would make it (the stand-in runs no controller unless told)."""
+    lines.on_every("job/prefect-migrate-", " created",
+                   lambda line: api.job_succeeded(NS, line.split()[0].removeprefix("job/")))
+    return lines
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from kit import manifests, rollout, workers
 from kit.cluster import describe
 from kit.errors import UserError
 from tests.contract.clusterkit import (NS, WORKERS, Lines, deployed, digest_of, discovery_cache,  # noqa: F401
-                                      settings)
+                                      migrations_succeed, settings)
 from tests.rendering import make_settings
 
 APPLY = "application/apply-patch+yaml"
@@ -77,11 +77,12 @@ def test_same_rollout_again_writes_nothing_but_the_apply_patches_and_restarts_no
 def test_changed_secret_rolls_its_consumers_and_nothing_else(fakeapi):
     database = "postgresql+asyncpg://prefect:{}@db.company.local:5432/prefect"
     fakeapi.controller(True)
-    rollout.rollout(make_settings(DATABASE_URL=database.format("first-password")), tag="v1", timeout=10, out=Lines())
+    rollout.rollout(make_settings(DATABASE_URL=database.format("first-password")), tag="v1", timeout=10,
+                    out=migrations_succeed(fakeapi, Lines()))
     workers = {name: generation(fakeapi, "Deployment", name) for name in WORKERS}
     server = generation(fakeapi, "StatefulSet", "prefect-server")
 
-    lines = Lines()
+    lines = migrations_succeed(fakeapi, Lines())
     rollout.rollout(make_settings(DATABASE_URL=database.format("second-password")), tag="v1", timeout=10, out=lines)
 
     # Only the server reads database-url; the workers' pods must not restart.
@@ -325,7 +326,7 @@ def test_restart_stamps_the_pod_templates_and_a_later_rollout_keeps_the_stamp(de
 
 def test_database_mode_switch_is_refused_before_anything_is_applied(deployed):
     switched = make_settings(DATABASE_URL="postgresql+asyncpg://prefect:pw@db.company.local:5432/prefect")
-    with pytest.raises(UserError, match="StatefulSet prefect-server: the live server keeps its database in SQLite"):
+    with pytest.raises(UserError, match="DATABASE_MODE: the live server keeps its data in SQLite on its volume"):
         rollout.rollout(switched, tag="v1", out=Lines())
     assert deployed.writes() == []
 

@@ -1,15 +1,18 @@
-"""The scaled-out Prefect server, as real processes on 127.0.0.1: a migration step run once, then N API
-processes (`prefect server start --no-services`) started at the same moment and one background-services
-process (`prefect server services start`), all on one PostgreSQL database and one Redis, behind a
-round-robin proxy that stands in for the Kubernetes Service. Used by test_scaled.py and bench/api_load.py.
+"""The scaled-out Prefect server, as real processes on 127.0.0.1: the kit's migration Job's command run once,
+then N API processes (`prefect server start --no-services`) started at the same moment and one
+background-services process (`prefect server services start`), all on one PostgreSQL database and one Redis,
+behind a round-robin proxy that stands in for the Kubernetes Service. Every command and environment is the
+kit's render of DATABASE_MODE=scaled (rendered()). Used by test_scaled.py and bench/api_load.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -21,70 +24,59 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from kit import manifests, server
+from kit.settings import fill_template, parse
 from tests.integration.prefect_server import PrefectServer, clean_environment, prefect_process, prefect_server
+from tests.rendering import container_env
 from tests.services import free_port
 
-# What Prefect's API does on its first start when block registration is on (server/api/server.py,
-# add_block_types, with the collections its memoisation loads first). Prefect has no CLI for it: `prefect
-# block register` registers one module's blocks through a running API, without the collections' block
-# types or the protected system ones.
-REGISTER_BLOCK_TYPES = """\
-import asyncio
-
-import prefect.plugins
-from prefect.server.database import provide_database_interface
-from prefect.server.models.block_registration import run_block_auto_registration
-
-
-async def register():
-    prefect.plugins.load_prefect_collections()
-    async with await provide_database_interface().session() as session:
-        await run_block_auto_registration(session=session)
-
-
-asyncio.run(register())
-"""
-
-# The migration step, once per rollout before the API processes start, as arguments to the image's
-# `python`: the schema to Alembic's head, then the block types the API processes no longer register.
-MIGRATION_STEPS = (
-    ("-m", "prefect", "server", "database", "upgrade", "-y"),
-    ("-c", REGISTER_BLOCK_TYPES),
-)
 MIGRATION_TIMEOUT = 300
+# Set by each container's filesystem, not by the layout: each process here has a PREFECT_HOME of its own and
+# no UI build (prefect_process sets both).
+POD_FILESYSTEM = ("HOME", "PREFECT_SERVER_UI_STATIC_DIRECTORY")
 
 
-def scaled_environment(database_url: str, redis_url: str) -> dict[str, str]:
-    """The Prefect settings every process of the scaled layout runs with: API processes, the background
-    services and the migration step.
+@dataclass(frozen=True)
+class Rendered:
+    """The scaled layout as the kit renders it: each part's environment (Secret references resolved, as the
+    kubelet resolves them), what follows `prefect` in its container, and the migration Job's arguments to the
+    image's `python`."""
+    api: dict[str, str]
+    api_flags: list[str]
+    services: dict[str, str]
+    services_args: list[str]
+    migration: dict[str, str]
+    migration_args: list[str]
 
-    The kit's render will replace this function: the rendered pod environment becomes the one source of
-    these settings, and this function is deleted.
-    """
-    return {
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
-        # A background service whose first connection times out (default 5 s) dies, and Prefect 3.9.1
-        # neither logs nor restarts it: seen for the automation triggers when the services process
-        # started on a busy machine, which then looked healthy and ran no automation.
-        "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
-        # The migration step migrates and registers block types, once: API processes starting together on
-        # an empty database would race on both (uq_block_type__slug).
-        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
-        "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
-        # With registration off, its memo only costs start-up time: it imports every installed collection
-        # to hash the block registry (~1 s of CPU per API process here).
-        "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
-        # Each of these defaults to an in-memory implementation that only its own process sees.
-        "PREFECT_SERVER_EVENTS_MESSAGING_BROKER": "prefect_redis.messaging",
-        "PREFECT_SERVER_EVENTS_MESSAGING_CACHE": "prefect_redis.messaging",
-        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
-        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
-        "PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE": "prefect_redis.cleanup_queue",
-        "PREFECT_SERVER_DOCKET_URL": redis_url,
-        "PREFECT_REDIS_MESSAGING_URL": redis_url,
-        # prefect-redis reads the cleanup queue's connection on its own, defaulting to localhost:6379.
-        "PREFECT_REDIS_WORKER_CLEANUP_QUEUE_URL": redis_url,
-    }
+
+def rendered(env_text: str, database_url: str, redis_url: str) -> Rendered:
+    """The render of DATABASE_MODE=scaled on this database and Redis, for the settings file `env_text`."""
+    values = {"DATABASE_MODE": "scaled", "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    unset = "".join(f"{key}=\n" for key in values if not re.search(rf"^{key}=", env_text, re.M))
+    objects = manifests.render(parse(fill_template(env_text + unset, values)), "stand-in:local", pools=())
+
+    def pod(kind: str, name: str) -> dict:
+        return manifests.find(objects, kind, name)["spec"]["template"]["spec"]
+
+    def environment(container: dict) -> dict[str, str]:
+        return {name: value for name, value in container_env(container, objects).items() if name not in POD_FILESYSTEM}
+
+    api = server.server_container(pod("Deployment", server.API))
+    (services,) = pod("Deployment", server.SERVICES)["containers"]
+    (job,) = [obj for obj in objects if server.is_migration(obj)]
+    (migration,) = job["spec"]["template"]["spec"]["containers"]
+    assert api["args"][:3] == ["prefect", "server", "start"] and migration["args"][0] == "python"
+    return Rendered(environment(api), _without_address(api["args"][3:]), environment(services), services["args"][1:],
+                    environment(migration), migration["args"][1:])
+
+
+def _without_address(flags: list[str]) -> list[str]:
+    """The flags of `prefect server start` but its address: the processes here pick their own."""
+    flags = list(flags)
+    for option in ("--host", "--port"):
+        if option in flags:
+            del flags[flags.index(option):flags.index(option) + 2]
+    return flags
 
 
 def in_memory(environment: Mapping[str, str]) -> dict[str, str]:
@@ -92,6 +84,11 @@ def in_memory(environment: Mapping[str, str]) -> dict[str, str]:
     each on its own in-memory messaging, which starts and answers health checks like the safe one."""
     return {key: value for key, value in environment.items()
             if not key.startswith("PREFECT_REDIS_") and not value.startswith(("prefect_redis.", "redis"))}
+
+
+def in_memory_layout(layout: Rendered) -> Rendered:
+    """The rendered layout with its API and services processes in_memory()."""
+    return dataclasses.replace(layout, api=in_memory(layout.api), services=in_memory(layout.services))
 
 
 @contextmanager
@@ -117,17 +114,15 @@ def fresh_redis_database(url: str) -> Iterator[str]:
         client.close()
 
 
-def migrate(tmp: Path, environment: Mapping[str, str]) -> None:
-    """Run the migration step as the kit's Job would, each command to its end; raises on a failed one."""
+def migrate(tmp: Path, layout: Rendered) -> None:
+    """Run the migration Job's command with its environment, as its pod would, to its end; raises if it fails."""
     home = tmp / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
-    env = clean_environment({"PREFECT_HOME": str(home), **environment})
-    for arguments in MIGRATION_STEPS:
-        step = subprocess.run([sys.executable, *arguments], env=env, cwd=tmp, capture_output=True, text=True,
-                              timeout=MIGRATION_TIMEOUT)
-        if step.returncode:
-            raise RuntimeError(f"migration step {arguments[:2]} exited with {step.returncode}:\n"
-                               f"{step.stdout[-2000:]}{step.stderr[-3000:]}")
+    env = clean_environment({"PREFECT_HOME": str(home), **layout.migration})
+    step = subprocess.run([sys.executable, *layout.migration_args], env=env, cwd=tmp, capture_output=True, text=True,
+                          timeout=MIGRATION_TIMEOUT)
+    if step.returncode:
+        raise RuntimeError(f"the migration exited with {step.returncode}:\n{step.stdout[-2000:]}{step.stderr[-3000:]}")
 
 
 def port_of(server: PrefectServer) -> int:
@@ -152,18 +147,18 @@ class ScaledLayout:
 
 
 @contextmanager
-def scaled_layout(tmp: Path, environment: Mapping[str, str], apis: int = 2,
-                  services_environment: Mapping[str, str] = {}, wait: bool = True) -> Iterator[ScaledLayout]:
-    """`apis` API processes started at the same moment plus one background-services process, all with
-    `environment` (its database already migrated), and the round-robin proxy in front of the APIs.
+def scaled_layout(tmp: Path, layout: Rendered, apis: int = 2, services_environment: Mapping[str, str] = {},
+                  wait: bool = True) -> Iterator[ScaledLayout]:
+    """`apis` API processes started at the same moment plus one background-services process, as `layout`
+    renders them (its database already migrated), and the round-robin proxy in front of the APIs.
     `services_environment` adds settings for the services process only; wait=False returns while the
     APIs start (ScaledLayout.wait_healthy waits for them)."""
     with ExitStack() as stack:
-        servers = [stack.enter_context(prefect_server(tmp / f"api-{index}", environment, wait=False,
-                                                      args=["--no-services"]))
+        servers = [stack.enter_context(prefect_server(tmp / f"api-{index}", layout.api, wait=False,
+                                                      args=layout.api_flags))
                    for index in range(apis)]
         services, services_log = stack.enter_context(prefect_process(
-            tmp / "services", ["server", "services", "start"], {**environment, **services_environment},
+            tmp / "services", layout.services_args, {**layout.services, **services_environment},
             "prefect-services"))
         # Runs first on the way out: every process shuts down at once, not one after the other.
         stack.callback(_terminate, [server.process for server in servers] + [services])

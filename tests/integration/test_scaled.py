@@ -30,8 +30,8 @@ import pytest
 from kit import flows, prefect_api
 from tests.integration.conftest import secret_value
 from tests.integration.postgres import fresh_database, plain_url, sql
-from tests.integration.scaled import (ScaledLayout, fresh_redis_database, in_memory, migrate, port_of,
-                                      process_worker, scaled_environment, scaled_layout)
+from tests.integration.scaled import (ScaledLayout, fresh_redis_database, in_memory_layout, migrate, port_of,
+                                      process_worker, rendered, scaled_layout)
 from tests.services import need
 
 pytestmark = pytest.mark.scaled
@@ -141,15 +141,21 @@ def redis_url():
 
 
 @pytest.fixture(scope="module")
-def migrated(postgres_url, redis_url, tmp_path_factory):
+def layout_of(kit_env_file, redis_url):
+    """The kit's render of the scaled layout on a database of this test module, with the kit's .env."""
+    return lambda database_url: rendered(kit_env_file.read_text(), database_url, redis_url)
+
+
+@pytest.fixture(scope="module")
+def migrated(postgres_url, layout_of, tmp_path_factory):
     """A fresh database after the migration step, before anything else touched it."""
     with fresh_database(postgres_url) as database_url:
-        migrate(tmp_path_factory.mktemp("migrate"), scaled_environment(database_url, redis_url))
+        migrate(tmp_path_factory.mktemp("migrate"), layout_of(database_url))
         yield Migrated(database_url, catalog(database_url), registration_stamps(database_url))
 
 
 @pytest.fixture(scope="module")
-def sites(migrated, postgres_url, redis_url, kit_settings, auth_string, tmp_path_factory):
+def sites(migrated, postgres_url, layout_of, kit_settings, tmp_path_factory):
     """Both layouts, started at once to share the machine's start-up time: "redis" on the migrated
     database, "in-memory" on a copy of it (made before any API connects). Each has two process pools
     (their workers start on first use): one polled through API 2, one through the proxy."""
@@ -159,12 +165,10 @@ def sites(migrated, postgres_url, redis_url, kit_settings, auth_string, tmp_path
     (code / "release.py").write_text(RELEASE_FLOW)
     with ExitStack() as stack:
         copy = stack.enter_context(fresh_database(postgres_url, template=migrated.database_url))
-        auth = {"PREFECT_SERVER_API_AUTH_STRING": auth_string}
-        environments = {"redis": {**scaled_environment(migrated.database_url, redis_url), **auth},
-                        "in-memory": in_memory({**scaled_environment(copy, redis_url), **auth})}
-        layouts = {name: stack.enter_context(scaled_layout(tmp / name, environment, wait=False,
+        rendered_layouts = {"redis": layout_of(migrated.database_url), "in-memory": in_memory_layout(layout_of(copy))}
+        layouts = {name: stack.enter_context(scaled_layout(tmp / name, layout, wait=False,
                                                            services_environment=FAST_SERVICES))
-                   for name, environment in environments.items()}
+                   for name, layout in rendered_layouts.items()}
         running = {}
         for name, layout in layouts.items():
             layout.wait_healthy()
@@ -285,9 +289,9 @@ def test_two_api_processes_started_together_after_the_migration_both_serve_it(sc
     assert registration_stamps(migrated.database_url) == migrated.registered_at
 
 
-def test_a_second_migration_step_on_a_database_at_head_changes_nothing(scaled, migrated, redis_url, tmp_path):
+def test_a_second_migration_step_on_a_database_at_head_changes_nothing(scaled, migrated, layout_of, tmp_path):
     """As on every rollout after the first, with the API processes serving meanwhile."""
-    migrate(tmp_path, scaled_environment(migrated.database_url, redis_url))
+    migrate(tmp_path, layout_of(migrated.database_url))
     assert catalog(migrated.database_url) == migrated.catalog
 
 

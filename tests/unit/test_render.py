@@ -8,7 +8,7 @@ import bcrypt
 import pytest
 import yaml
 
-from kit import kinds, manifests, secrets, workers
+from kit import kinds, manifests, secrets, server as server_mode, workers
 from kit.errors import UserError
 from kit.manifests import find
 from tests.rendering import IMAGE, decoded, make_settings, render
@@ -181,14 +181,22 @@ def test_postgres_mode_needs_no_volume():
     assert secret_value(objects, "prefect-config", "database-url") == POSTGRES
 
 
-def test_switching_database_mode_of_a_live_server_is_refused():
-    sqlite, postgres = server(render()), server(render(DATABASE_URL=POSTGRES))
-    manifests.check_database_mode(sqlite, sqlite)
-    manifests.check_database_mode(postgres, postgres)
-    with pytest.raises(UserError, match="keeps its database in SQLite on a volume"):
-        manifests.check_database_mode(sqlite, postgres)
-    with pytest.raises(UserError, match="uses PostgreSQL"):
-        manifests.check_database_mode(postgres, sqlite)
+def test_switching_a_live_server_to_or_from_sqlite_is_refused_unless_asked_for():
+    scaled = {"DATABASE_MODE": "scaled", "DATABASE_URL": POSTGRES, "REDIS_PASSWORD": "redis-pass-12345"}
+    live = {mode: {(obj["kind"], obj["metadata"]["name"]): obj for obj in render(**overrides)}
+            for mode, overrides in (("sqlite", {}), ("postgres", {"DATABASE_URL": POSTGRES}), ("scaled", scaled))}
+    wanted = {"sqlite": make_settings(), "postgres": make_settings(DATABASE_URL=POSTGRES),
+              "scaled": make_settings(**scaled)}
+    for was in live:
+        assert server_mode.live_mode(live[was]) == was
+        for mode in wanted:
+            server_mode.check_switch(live[was], wanted[mode], switch_database=True)
+            if "sqlite" in (was, mode) and was != mode:
+                with pytest.raises(UserError, match="^DATABASE_MODE: the live server "):
+                    server_mode.check_switch(live[was], wanted[mode], switch_database=False)
+            else:
+                server_mode.check_switch(live[was], wanted[mode], switch_database=False)
+    assert server_mode.live_mode({}) is None
 
 
 def test_pull_secret_exists_only_with_registry_credentials():

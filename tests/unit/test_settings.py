@@ -13,6 +13,9 @@ from kit.errors import UserError
 from tests.rendering import VALID, env_text, make_settings
 
 ROOT = settings.ROOT
+PG = "postgresql+asyncpg://prefect:db-pass-123@db.company.local:5432/prefect"
+REDIS_PASSWORD = "redis-pass-12345"
+SCALED = {"DATABASE_MODE": "scaled", "DATABASE_URL": PG, "REDIS_PASSWORD": REDIS_PASSWORD}
 
 
 def problems_of(text: str) -> tuple[str, ...]:
@@ -29,6 +32,37 @@ def test_valid_file_gives_settings_with_defaults():
     assert s.in_cluster_api_url == "http://prefect-server.prefect.svc.cluster.local:4200/api"
     assert s.auth_string == "admin:correct-horse-battery"
     assert not s.uses_external_database and not s.has_registry_credentials and s.ui_v2
+
+
+def test_scaled_mode_derives_one_redis_url_for_every_connection():
+    embedded = make_settings(**SCALED)
+    assert (embedded.mode, embedded.embedded_redis) == ("scaled", True)
+    assert embedded.redis_connection_url == f"redis://:{REDIS_PASSWORD}@prefect-redis.prefect.svc:6379/0"
+    managed = make_settings(**SCALED, REDIS_URL="rediss://:pw@redis.company.local:6380/2")
+    assert (managed.embedded_redis, managed.redis_connection_url) == (False, "rediss://:pw@redis.company.local:6380/2")
+    assert make_settings(DATABASE_URL=PG, REDIS_PASSWORD=REDIS_PASSWORD).redis_connection_url == ""
+
+
+def test_a_redis_password_outside_the_embedded_redis_is_kept_but_unused():
+    """`inv init` writes one into every .env, so that a later switch to scaled needs none."""
+    assert make_settings(REDIS_PASSWORD=REDIS_PASSWORD).mode == "sqlite"
+
+
+@pytest.mark.parametrize("url, hosts", [
+    ("redis://:pw@redis.company.local:6379/0", ["redis.company.local"]),
+    ("rediss://redis.company.local/0", ["redis.company.local"]),
+    ("redis+sentinel://:pw@s1.company.local:26379,s2.company.local:26379/mymaster", ["s1.company.local",
+                                                                                     "s2.company.local"]),
+    ("redis://[::1]:6379/0", ["::1"]),
+])
+def test_the_hosts_of_a_redis_url(url, hosts):
+    assert settings.redis_hosts(url) == hosts
+
+
+def test_redis_urls_prefect_redis_accepts_are_accepted():
+    for url in ("redis://redis.company.local:6379/0", "rediss://:pw@redis.company.local:6380/1",
+                "redis+sentinel://s1:26379,s2:26379/mymaster", "rediss+sentinel://:pw@s1:26379/mymaster/2"):
+        assert make_settings(**SCALED, REDIS_URL=url).redis_url == url
 
 
 def test_tls_makes_the_public_url_https():
@@ -160,6 +194,50 @@ BAD_INPUTS = {
                            "GATEWAY_HTTPS: must be true"),
     "gateway listener": (env_text(ROUTE="gateway", GATEWAY_NAME="shared", GATEWAY_LISTENER="HTTPS 443"),
                          "GATEWAY_LISTENER: must be the name of one of the Gateway's listeners"),
+    "unknown database mode": (env_text(DATABASE_MODE="cluster"), "DATABASE_MODE: unknown mode 'cluster'; choose sqlite"),
+    "sqlite with a database url": (env_text(DATABASE_MODE="sqlite", DATABASE_URL=PG),
+                                   "DATABASE_URL: set, but DATABASE_MODE is sqlite"),
+    "postgres without a database url": (env_text(DATABASE_MODE="postgres"),
+                                        "DATABASE_URL: missing; DATABASE_MODE=postgres runs on PostgreSQL"),
+    "scaled without a database url": (env_text(DATABASE_MODE="scaled", REDIS_PASSWORD=REDIS_PASSWORD),
+                                      "DATABASE_URL: missing; DATABASE_MODE=scaled runs on PostgreSQL"),
+    "api replicas on sqlite": (env_text(SERVER_REPLICAS="2"),
+                               "SERVER_REPLICAS: 2 API replicas need DATABASE_MODE=scaled (PostgreSQL and Redis): "
+                               "with sqlite, SQLite allows one writer"),
+    "api replicas on postgres": (env_text(DATABASE_URL=PG, SERVER_REPLICAS="3"),
+                                 "with postgres, each would run on in-memory messaging of its own, so the replicas "
+                                 "would not see each other's events and cancels"),
+    "autoscaler outside scaled": (env_text(DATABASE_URL=PG, SERVER_MAX_REPLICAS="4"),
+                                  "SERVER_MAX_REPLICAS: an autoscaler adds API replicas, which need DATABASE_MODE=scaled"),
+    "services replicas outside scaled": (env_text(DATABASE_URL=PG, SERVICES_REPLICAS="2"),
+                                         "SERVICES_REPLICAS: only DATABASE_MODE=scaled runs the background services "
+                                         "apart, and several of them only on Redis"),
+    "redis outside scaled": (env_text(DATABASE_URL=PG, REDIS_URL="redis://redis.company.local:6379/0"),
+                             "REDIS_URL: set, but DATABASE_MODE is postgres; only DATABASE_MODE=scaled uses Redis"),
+    "replicas not a number": (env_text(**SCALED, SERVER_REPLICAS="two"),
+                              "SERVER_REPLICAS: must be a whole number of at least 1, not 'two'"),
+    "no services": (env_text(**SCALED, SERVICES_REPLICAS="0"), "SERVICES_REPLICAS: must be a whole number of at least 1"),
+    "autoscaler below its minimum": (env_text(**SCALED, SERVER_REPLICAS="3", SERVER_MAX_REPLICAS="2"),
+                                     "SERVER_MAX_REPLICAS: 2 is below SERVER_REPLICAS (3), the autoscaler's minimum"),
+    "redis cluster": (env_text(**SCALED, REDIS_URL="redis+cluster://:pw@redis.company.local:6379"),
+                      "REDIS_URL: Redis Cluster is not supported: prefect-redis 0.3.0 raises NotImplementedError"),
+    "redis cluster over tls": (env_text(**SCALED, REDIS_URL="rediss+cluster://redis.company.local:6379"),
+                               "REDIS_URL: Redis Cluster is not supported"),
+    "not a redis url": (env_text(**SCALED, REDIS_URL="http://redis.company.local:6379"),
+                        "REDIS_URL: must be redis://[:PASSWORD@]HOST:6379/0"),
+    "redis url without a host": (env_text(**SCALED, REDIS_URL="redis://"), "REDIS_URL: needs a host"),
+    "redis port not a number": (env_text(**SCALED, REDIS_URL="redis://redis.company.local:port/0"),
+                                "REDIS_URL: is not a URL"),
+    "sentinel without its master": (env_text(**SCALED, REDIS_URL="redis+sentinel://s1:26379,s2:26379"),
+                                    "REDIS_URL: needs the master's name after the Sentinel hosts"),
+    "embedded redis without a password": (env_text(DATABASE_MODE="scaled", DATABASE_URL=PG),
+                                          "REDIS_PASSWORD: missing; the embedded Redis"),
+    "short redis password": (env_text(**{**SCALED, "REDIS_PASSWORD": "short-pass"}),
+                             "REDIS_PASSWORD: is shorter than 12 characters"),
+    "redis password with a space": (env_text(**{**SCALED, "REDIS_PASSWORD": "'redis pass 1234'"}),
+                                    "REDIS_PASSWORD: may hold letters, digits and '._~-' only"),
+    "redis image without a tag": (env_text(**SCALED, REDIS_IMAGE="internal-cr:9999/library/redis"),
+                                  "REDIS_IMAGE: 'internal-cr:9999/library/redis' must be an image with a tag or digest"),
     # A .env of an earlier version of the kit: the old key is named with its new name, nothing else is said.
     **{f"old key {old}": (env_text(**{new: None, old: VALID[new]}), f"{old}: renamed to {new} ")
        for old, new in settings.RENAMED.items()},
@@ -193,6 +271,7 @@ def test_init_writes_a_private_file_that_renders_at_once(tmp_path):
     created = settings.load(path)
     assert created.public_host == "prefect.example.org"
     assert len(created.login_password) >= 32
+    assert len(created.redis_password) >= 32 and created.redis_password != created.login_password
     assert created.login_password not in run_inv("init", env_file=path).stdout
     rendered = run_inv("render", env_file=path)
     assert rendered.returncode == 0 and "kind: StatefulSet" in rendered.stdout
