@@ -80,7 +80,8 @@ def profile(c, api_url="", activate=False):
     from kit import profile as prefect_profile, settings
 
     name, path = prefect_profile.write(settings.load(), api_url or None, activate=activate)
-    use = "it is now active" if activate else f"use it with `prefect profile use {name}` or `prefect --profile {name} …`"
+    use = ("it is now active" if activate
+           else f"use it with `prefect profile use {name}` or `prefect --profile {name} …`")
     print(f"wrote profile {name} to {path} (PREFECT_API_URL, PREFECT_API_AUTH_STRING); {use}")
 
 

@@ -121,7 +121,8 @@ def main() -> None:
     print(f"{'seed Dockerfile (our default package set)':44} {mb(added['seed_default']):>12}")
     print(row("ours, the same default package set", added["ours_default"], added["seed_default"], 60)
           + " (of the seed Dockerfile with that set)")
-    print(f"  (defaults: IMAGE_DRIVERS={','.join(defaults.image_drivers)} IMAGE_EXTRAS={','.join(defaults.image_extras)})")
+    print(f"  (defaults: IMAGE_DRIVERS={','.join(defaults.image_drivers)} "
+          f"IMAGE_EXTRAS={','.join(defaults.image_extras)})")
     print(f"warm rebuild after a change under flows/: {warm:.1f} s (goal <= 10 s)")
     print("\nlargest layers each adds (the Python packages of the seed package set are the same in both):")
     base_layers = len(api.history(base))

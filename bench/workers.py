@@ -40,7 +40,8 @@ def worker(kit_settings, url, objects, deployment, pod, tmp):
     """`prefect worker start` with the command and name the kubelet would give this pod."""
     (container,) = manifests.find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
     args = container_args(container, container_env(container, objects, pod))
-    env = clean_environment({"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": secret_value(kit_settings, "auth-string"),
+    env = clean_environment({"PREFECT_API_URL": url,
+                             "PREFECT_API_AUTH_STRING": secret_value(kit_settings, "auth-string"),
                              "PREFECT_HOME": str(tmp / pod), "PREFECT_WORKER_WEBSERVER_PORT": str(free_port())})
     return subprocess.Popen([PREFECT, *args[1:]], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -115,7 +116,8 @@ def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         tmp = Path(workdir)
         env_file = tmp / ".env"
-        text = settings.fill_template((ROOT / ".env.example").read_text(), {"LOGIN_PASSWORD": settings.generate_password()})
+        text = settings.fill_template((ROOT / ".env.example").read_text(),
+                                      {"LOGIN_PASSWORD": settings.generate_password()})
         settings.write_env_file(env_file, text)
         kit_settings = settings.load(env_file)
         with prefect_server(tmp, {"PREFECT_SERVER_API_AUTH_STRING": kit_settings.auth_string}) as server:

@@ -22,7 +22,8 @@ def autoscale(workload: dict, minimum: int, maximum: int, cpu_percent: int) -> d
         "kind": KIND,
         "metadata": {"name": metadata["name"], "labels": dict(metadata["labels"])},
         "spec": {
-            "scaleTargetRef": {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": metadata["name"]},
+            "scaleTargetRef": {"apiVersion": workload["apiVersion"], "kind": workload["kind"],
+                               "name": metadata["name"]},
             "minReplicas": minimum,
             "maxReplicas": maximum,
             "metrics": [{"type": "Resource", "resource": {

@@ -475,8 +475,8 @@ def logs(settings: Settings, *, worker: str = "", services: bool = False, tail: 
     from kit import server
 
     if services and settings.mode != "scaled":
-        raise UserError(f"--services: the background services run in the server pod with DATABASE_MODE={settings.mode}; "
-                        "`inv logs` shows them")
+        raise UserError("--services: the background services run in the server pod with "
+                        f"DATABASE_MODE={settings.mode}; `inv logs` shows them")
     if worker:
         kind, name = "Deployment", f"{WORKER_PREFIX}{worker}"
     elif settings.mode == "scaled":

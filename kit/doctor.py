@@ -124,10 +124,11 @@ def route_finding(k: cluster.Cluster, settings: Settings) -> Finding:
         name = settings.ingress_class
         found = _readable(lambda: k.get("networking.k8s.io/v1", "IngressClass", name))
         if found is UNKNOWN:
-            return Finding(UNKNOWN, "INGRESS_CLASS", f"cannot read IngressClass {name} with these rights (cluster-scoped)")
+            return Finding(UNKNOWN, "INGRESS_CLASS",
+                           f"cannot read IngressClass {name} with these rights (cluster-scoped)")
         if found is None:
-            return Finding(FAIL, "INGRESS_CLASS", f"no IngressClass {name} in this cluster, so no controller would serve "
-                                                  "the Ingress; `kubectl get ingressclass` lists them: set "
+            return Finding(FAIL, "INGRESS_CLASS", f"no IngressClass {name} in this cluster, so no controller would "
+                                                  "serve the Ingress; `kubectl get ingressclass` lists them: set "
                                                   "INGRESS_CLASS, or ROUTE=gateway or none")
         return Finding(OK, "INGRESS_CLASS", f"IngressClass {name} ({found.get('spec', {}).get('controller', '?')})")
     if not k.serves(kinds.BY_NAME["HTTPRoute"]):
@@ -195,7 +196,8 @@ def tls_finding(settings: Settings, namespace, secret) -> Finding:
     if secret is None:
         first = f"kubectl create namespace {settings.namespace} && " if namespace is None else ""
         return Finding(FAIL, "TLS_SECRET", f"no Secret {name} in namespace {settings.namespace}; create it: {first}"
-                                           f"kubectl -n {settings.namespace} create secret tls {name} --cert=… --key=…")
+                                           f"kubectl -n {settings.namespace} create secret tls {name} "
+                                           "--cert=… --key=…")
     if secret.get("type") != "kubernetes.io/tls":
         return Finding(FAIL, "TLS_SECRET", f"Secret {name} is of type {secret.get('type')}, not kubernetes.io/tls; "
                                            "recreate it with `kubectl create secret tls`")
@@ -278,7 +280,8 @@ def check_public_host(settings: Settings) -> list[Finding]:
     addresses = _resolve(host)
     if addresses is None:
         return [Finding(LATER, "PUBLIC_HOST", f"{host} does not resolve (yet): until it does, open the UI with "
-                                              "`inv ui`; ask for a DNS record pointing at your ingress controller or Gateway")]
+                                              "`inv ui`; ask for a DNS record pointing at your ingress controller "
+                                              "or Gateway")]
     return [Finding(OK, "PUBLIC_HOST", f"{host} resolves to {', '.join(addresses)}")]
 
 

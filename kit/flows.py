@@ -34,7 +34,8 @@ def declared_pools(prefect_yaml: Path) -> set[str]:
     except FileNotFoundError:
         raise UserError(f"{prefect_yaml}: not found; it lists the deployments `inv flows` makes") from None
     except yaml.YAMLError as error:
-        raise UserError(f"{prefect_yaml}: not valid YAML ({getattr(error, 'problem', error)}); fix the syntax") from None
+        problem = getattr(error, "problem", error)
+        raise UserError(f"{prefect_yaml}: not valid YAML ({problem}); fix the syntax") from None
     deployments = document.get("deployments") or []
     return {(item.get("work_pool") or {}).get("name") for item in deployments if isinstance(item, dict)} - {None}
 

@@ -106,7 +106,8 @@ def downgrade_problem(target: Build, live: Build | None, images: dict[str, str])
     if not target.prefect_version or _version(target.prefect_version) < _version(live.prefect_version):
         return (f"{target.tag} runs Prefect {target.prefect_version or '(unknown)'}, older than the live "
                 f"{live.tag}'s {live.prefect_version}, which has migrated the database; an older server cannot run "
-                "on a newer schema: restore a backup taken before the upgrade, or roll forward (README: inv history, inv rollback)")
+                "on a newer schema: restore a backup taken before the upgrade, or roll forward "
+                "(README: inv history, inv rollback)")
     return None
 
 

@@ -152,4 +152,5 @@ def _guarded(stream: Iterable[dict], what: str) -> Iterable[dict]:
     try:
         yield from stream
     except (docker.errors.APIError, requests.exceptions.ConnectionError) as error:
-        raise UserError(f"{what}: the Docker daemon failed ({one_line(str(error))}); check that it is running") from None
+        raise UserError(f"{what}: the Docker daemon failed ({one_line(str(error))}); "
+                        "check that it is running") from None

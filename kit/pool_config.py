@@ -131,7 +131,8 @@ def parse(text: str, source: str = POOLS_FILE) -> tuple[Pool, ...]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{source}{where}: not valid YAML ({getattr(error, 'problem', error)}); fix the syntax") from None
+        problem = getattr(error, "problem", error)
+        raise UserError(f"{source}{where}: not valid YAML ({problem}); fix the syntax") from None
     if not isinstance(document, dict) or not isinstance(document.get("pools"), list) or not document["pools"]:
         raise UserError(f"{source}: must be a mapping with a non-empty list `pools:` (see the README, `inv pools`)")
     problems = _unknown_keys(document, ("pools",), source)

@@ -114,7 +114,8 @@ def changed_paths(old: Any, new: Any, path: str = "") -> list[str]:
         return [found for key in sorted(old.keys() | new.keys(), key=str)
                 for found in changed_paths(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [found for index, (a, b) in enumerate(zip(old, new)) for found in changed_paths(a, b, f"{path}[{index}]")]
+        return [found for index, (a, b) in enumerate(zip(old, new))
+                for found in changed_paths(a, b, f"{path}[{index}]")]
     return [] if old == new else [path]
 
 
@@ -157,7 +158,8 @@ def plan(declared: tuple[Pool, ...], live: dict[str, LivePool], templates: dict[
             elif queue.scheduled_runs and not force:
                 problems.append(
                     f"queue {pool.name}/{queue.name}: has {queue.scheduled_runs} scheduled flow runs, so --prune "
-                    "keeps it; move or cancel them, or add --force to delete it anyway (the runs are then left without a queue)")
+                    "keeps it; move or cancel them, or add --force to delete it anyway (the runs are then left "
+                    "without a queue)")
             else:
                 changes.append(Change("delete", pool.name, queue.name, queue_id=queue.id))
     if problems:

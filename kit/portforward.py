@@ -54,8 +54,8 @@ class PortForward:
         try:
             self._listener = socket.create_server(("127.0.0.1", self._bind))
         except OSError as error:
-            raise UserError(f"--port: cannot listen on 127.0.0.1:{self._bind} ({os.strerror(error.errno)}); choose another "
-                            "port, or leave --port out for a free one") from None
+            raise UserError(f"--port: cannot listen on 127.0.0.1:{self._bind} ({os.strerror(error.errno)}); "
+                            "choose another port, or leave --port out for a free one") from None
         threading.Thread(target=self._accept, name=f"port-forward {self.pod}:{self.port}", daemon=True).start()
         return self
 

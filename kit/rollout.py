@@ -133,8 +133,8 @@ def image_reference(settings: Settings, tag: str | None, record: Path = release.
             return build.reference
         found = registry.digest(settings, build.tag)
         if found is None:
-            out(f"image: {build.reference} is not pinned to a digest (no Docker engine here to ask {settings.registry}):"
-                " the nodes pull the tag as it is when each pod starts")
+            out(f"image: {build.reference} is not pinned to a digest (no Docker engine here to ask "
+                f"{settings.registry}): the nodes pull the tag as it is when each pod starts")
             return build.reference
         if not found:
             raise UserError(f"--tag: {settings.registry} has no {build.reference}; push it (`inv build push`) or "
@@ -387,7 +387,8 @@ def _prune(k: Cluster, objects: list[dict], live: dict, unserved: list, *, prune
     if prune:
         for kind in unserved:
             out(cluster.unserved_line(kind))
-    stale = {key: obj for key, obj in live.items() if not _follows_server(key, obj) and (prune or key[0] in ROUTE_KINDS)}
+    stale = {key: obj for key, obj in live.items()
+             if not _follows_server(key, obj) and (prune or key[0] in ROUTE_KINDS)}
     prune_stale(k, objects, stale, dry_run=dry_run, out=out)
 
 
@@ -459,8 +460,9 @@ def wait_connected(k: Cluster, session: PrefectSession, deployments: list[dict],
         waiting = {name: workers.unconnected(pods[name], seen[pools[name]]) for name in pods}
         for name in pods:
             for pod in pods[name]:
-                line = (f"worker pod/{pod['metadata']['name']}: " +
-                        ("waiting for it to connect to Prefect" if pod in waiting[name] else "connected (ONLINE in Prefect)"))
+                state = ("waiting for it to connect to Prefect" if pod in waiting[name]
+                         else "connected (ONLINE in Prefect)")
+                line = f"worker pod/{pod['metadata']['name']}: {state}"
                 if line not in shown:
                     shown.add(line)
                     out(line)
@@ -475,7 +477,8 @@ def wait_connected(k: Cluster, session: PrefectSession, deployments: list[dict],
                 f"in pool {pools[name]}")
             container, previous = log_source(pod)
             lines = _last_log_lines(k, pod["metadata"]["name"], container, previous)
-            out(f"    last {len(lines)} log lines of {container}:" if lines else f"    no log lines from {container} yet")
+            out(f"    last {len(lines)} log lines of {container}:" if lines
+                else f"    no log lines from {container} yet")
             for line in lines:
                 out(f"      {line}")
     names = ", ".join(f"pod/{pod['metadata']['name']}" for pending in waiting.values() for pod in pending)

@@ -41,7 +41,8 @@ _PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
 _SECONDS = re.compile(r"^[0-9]{1,5}$")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 # An image reference with a tag or a digest: [registry[:port]/]path[:tag][@sha256:…].
-_IMAGE_REFERENCE = re.compile(r"^([a-z0-9][-a-z0-9.]*(:[0-9]{1,5})?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+_IMAGE_REFERENCE = re.compile(r"^([a-z0-9][-a-z0-9.]*(:[0-9]{1,5})?/)?"
+                              r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
                               r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 # What goes into redis.conf and a URL without quoting: URL-unreserved characters (`inv init` generates such).
 _REDIS_PASSWORD = re.compile(r"^[A-Za-z0-9._~-]+$")
@@ -213,7 +214,8 @@ def read_env_file(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path}: not found; run `inv init` to create it, or point {ENV_FILE_VARIABLE} at yours") from None
+        raise UserError(f"{path}: not found; run `inv init` to create it, "
+                        f"or point {ENV_FILE_VARIABLE} at yours") from None
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror}); check its permissions") from None
     try:
@@ -258,7 +260,8 @@ def parse(text: str, source: str = ".env") -> Settings:
 
     for key, value in values.items():
         if PLACEHOLDER in value:
-            problems.append(f"{key}: still the placeholder from .env.example; set a real value (`inv init` generates passwords)")
+            problems.append(f"{key}: still the placeholder from .env.example; set a real value "
+                            "(`inv init` generates passwords)")
 
     problems += _check(values)
     if problems:
@@ -274,7 +277,8 @@ def _check(values: dict[str, str]) -> list[str]:
         if value and PLACEHOLDER not in value and not ok(value):
             problems.append(f"{key}: {fix}")
 
-    rule("NAMESPACE", _DNS_LABEL.match, "must be a DNS label (lowercase letters, digits and '-', at most 63), e.g. prefect")
+    rule("NAMESPACE", _DNS_LABEL.match,
+         "must be a DNS label (lowercase letters, digits and '-', at most 63), e.g. prefect")
     rule("CLUSTER_DOMAIN", _DNS_SUBDOMAIN.match, "must be a DNS domain such as cluster.local (the kubelet's "
          "--cluster-domain)")
     rule("PUBLIC_HOST", _DNS_SUBDOMAIN.match,
@@ -287,9 +291,10 @@ def _check(values: dict[str, str]) -> list[str]:
          f"is shorter than {MIN_PASSWORD_LENGTH} characters; use a longer one (`inv init` generates one)")
     rule("LOGIN_PASSWORD", lambda v: len(v.encode()) <= MAX_PASSWORD_BYTES,
          f"is longer than {MAX_PASSWORD_BYTES} bytes, the most bcrypt (the UI login's hash) reads; use a shorter one")
-    rule("REGISTRY_PASSWORD", lambda v: values.get("REGISTRY_USER"), "is set without REGISTRY_USER; set both or neither")
-    rule("REGISTRY_USER", lambda v: values.get("REGISTRY_PASSWORD"), "is set without REGISTRY_PASSWORD; set both or neither")
-    rule("TLS_SECRET", _DNS_SUBDOMAIN.match, "must be the name of a kubernetes.io/tls Secret in the namespace, e.g. prefect-tls")
+    for key, other in (("REGISTRY_PASSWORD", "REGISTRY_USER"), ("REGISTRY_USER", "REGISTRY_PASSWORD")):
+        rule(key, lambda v, other=other: values.get(other), f"is set without {other}; set both or neither")
+    rule("TLS_SECRET", _DNS_SUBDOMAIN.match,
+         "must be the name of a kubernetes.io/tls Secret in the namespace, e.g. prefect-tls")
     rule("INGRESS_CLASS", _DNS_SUBDOMAIN.match,
          "must be an IngressClass name (a DNS subdomain: lowercase letters, digits, '-' and '.'), e.g. nginx; "
          "`kubectl get ingressclass` lists them")
@@ -350,7 +355,8 @@ def _check_database_mode(values: dict[str, str]) -> list[str]:
                             f"(PostgreSQL and Redis): with {mode}, {alone[mode]}; set DATABASE_MODE=scaled, or 1")
         if "SERVER_MAX_REPLICAS" in counts:
             problems.append(f"SERVER_MAX_REPLICAS: an autoscaler adds API replicas, which need DATABASE_MODE=scaled "
-                            f"(PostgreSQL and Redis): with {mode}, {alone[mode]}; set DATABASE_MODE=scaled, or empty it")
+                            f"(PostgreSQL and Redis): with {mode}, {alone[mode]}; set DATABASE_MODE=scaled, "
+                            "or empty it")
         if counts.get("SERVICES_REPLICAS", 1) > 1:
             problems.append(f"SERVICES_REPLICAS: only DATABASE_MODE=scaled runs the background services apart, and "
                             "several of them only on Redis (the Docket's memory:// is one process's); set "
@@ -377,7 +383,8 @@ def _check_database_mode(values: dict[str, str]) -> list[str]:
         problems.append("REDIS_PASSWORD: missing; the embedded Redis (DATABASE_MODE=scaled without REDIS_URL) needs "
                         "one: `inv init` generates one, or set REDIS_URL to your own Redis")
     image = values.get("REDIS_IMAGE", "")
-    if image and PLACEHOLDER not in image and (not _IMAGE_REFERENCE.match(image) or not re.search(r"[:@][^/]*$", image)):
+    pinned = _IMAGE_REFERENCE.match(image) and re.search(r"[:@][^/]*$", image)
+    if image and PLACEHOLDER not in image and not pinned:
         problems.append(f"REDIS_IMAGE: {image!r} must be an image with a tag or digest, e.g. redis:8.10.2 or "
                         "internal-cr:9999/library/redis:8.10.2 (a mirror of the official image)")
     return problems
@@ -392,8 +399,9 @@ def check_redis_url(url: str) -> str | None:
         return ("Redis Cluster is not supported: prefect-redis 0.3.0 raises NotImplementedError for "
                 f"{scheme}://; use a standalone Redis (redis://, rediss://) or Sentinel (redis+sentinel://)")
     if scheme not in REDIS_SCHEMES:
-        return ("must be redis://[:PASSWORD@]HOST:6379/0, rediss://… for TLS, or redis+sentinel://HOST:26379,…/MASTER "
-                "for Sentinel (percent-encode special characters in the password)")
+        return ("must be redis://[:PASSWORD@]HOST:6379/0, rediss://… for TLS, or "
+                "redis+sentinel://HOST:26379,…/MASTER for Sentinel "
+                "(percent-encode special characters in the password)")
     try:
         parts = urlsplit(url)
         hosts = parts.netloc.rpartition("@")[2]
@@ -447,7 +455,8 @@ def check_database_url(url: str) -> str | None:
         parts = urlsplit(url)
         parts.port  # raises on a port that is not a number
     except ValueError:
-        return "is not a URL; use postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE (percent-encode special characters)"
+        return ("is not a URL; use postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE "
+                "(percent-encode special characters)")
     if parts.scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
         fixed = redact_url(url).replace(f"{parts.scheme}://", "postgresql+asyncpg://", 1)
         return f"uses the synchronous driver '{parts.scheme}://'; Prefect needs the async one: {fixed}"

@@ -91,7 +91,8 @@ class BuildLog:
         self._flush()
         self._finish()
         if not self.image_id:
-            raise UserError("image build: the Docker daemon ended the build without an image; run again with --no-cache")
+            raise UserError("image build: the Docker daemon ended the build without an image; "
+                            "run again with --no-cache")
         return self.image_id
 
     def _feed(self, text: str) -> None:

@@ -36,6 +36,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def nowhere_kubeconfig(path):
+    """A kubeconfig whose API server nobody listens on: a test shows with it that nothing asked the cluster."""
+    path.write_text(f"""apiVersion: v1
+kind: Config
+current-context: nowhere
+clusters: [{{name: nowhere, cluster: {{server: "http://127.0.0.1:{free_port()}"}}}}]
+users: [{{name: nobody, user: {{token: x}}}}]
+contexts: [{{name: nowhere, context: {{cluster: nowhere, user: nobody}}}}]
+""")
+    return path
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -85,6 +85,16 @@ def wait_for_run(client, run_id, timeout=RUN_TIMEOUT, until=lambda state: state.
     return state
 
 
+def run_in_process(client, **parameters):
+    """A flow run of flows/hello.py on the process pool `scripts`, from the image's copy of flows/."""
+    flow_id = client.create_flow_from_name("hello")
+    deployment = client.create_deployment(
+        flow_id, "hello-in-process", work_pool_name="scripts", work_queue_name="scripts",
+        entrypoint="hello.py:hello", pull_steps=[{"prefect.deployments.steps.set_working_directory": {
+            "directory": flows.IMAGE_FLOWS_DIR}}])
+    return client.create_flow_run_from_deployment(deployment, parameters=parameters or None)
+
+
 def generations(k):
     with k:
         return {name: k.get("apps/v1", "Deployment", name)["metadata"]["generation"] for name in WORKERS} | {
@@ -283,12 +293,7 @@ def test_a_process_pool_flow_run_completes(target):
     with k:
         stack, client = prefect_client(settings, k)
         with stack:
-            flow_id = client.create_flow_from_name("hello")
-            deployment = client.create_deployment(
-                flow_id, "hello-in-process", work_pool_name="scripts", work_queue_name="scripts",
-                entrypoint="hello.py:hello", pull_steps=[{"prefect.deployments.steps.set_working_directory": {
-                    "directory": flows.IMAGE_FLOWS_DIR}}])
-            run = client.create_flow_run_from_deployment(deployment)
+            run = run_in_process(client)
             assert wait_for_run(client, run.id).type.value == "COMPLETED"
 
 

@@ -17,10 +17,10 @@ import uuid
 
 import pytest
 
-from kit import cluster, flows, rollout, server
+from kit import cluster, rollout, server
 from kit.cluster import pod_ready
 from tests.e2e.test_cluster_e2e import (KIT_IMAGE, KUBECONFIG, READY_TIMEOUT, image_settings, prefect_client, run,
-                                        wait_for_run)
+                                        run_in_process, wait_for_run)
 
 DATABASE_URL = os.environ.get("KIT_E2E_DATABASE_URL", "")
 POSTGRES_IMAGE = os.environ.get("KIT_E2E_POSTGRES_IMAGE", "")
@@ -30,7 +30,7 @@ API_REPLICAS = 2
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not KUBECONFIG, reason="needs a test cluster: set KIT_E2E_KUBECONFIG (README: End-to-end)"),
+    pytest.mark.skipif(not KUBECONFIG, reason="needs a test cluster: set KIT_E2E_KUBECONFIG (tests/README.md: End-to-end)"),
     pytest.mark.skipif(not KIT_IMAGE, reason="needs the kit's own image, which carries prefect-redis: set "
                                              "KIT_E2E_KIT_IMAGE"),
     pytest.mark.skipif(not (DATABASE_URL or POSTGRES_IMAGE),
@@ -129,12 +129,7 @@ def test_a_flow_run_completes_though_an_api_pod_is_deleted_while_it_runs(target)
     with k:
         stack, client = prefect_client(settings, k)
         with stack:
-            flow_id = client.create_flow_from_name("hello")
-            deployment = client.create_deployment(
-                flow_id, "hello-in-process", work_pool_name="scripts", work_queue_name="scripts",
-                entrypoint="hello.py:hello", pull_steps=[{"prefect.deployments.steps.set_working_directory": {
-                    "directory": flows.IMAGE_FLOWS_DIR}}])
-            run_id = client.create_flow_run_from_deployment(deployment, parameters={"seconds": 60}).id
+            run_id = run_in_process(client, seconds=60).id
             wait_for_run(client, run_id, until=lambda state: state.is_running() or state.is_final())
         # The port-forward went to the first API pod: the last one goes, and the client comes back through another.
         victim = sorted(pod["metadata"]["name"] for pod in api_pods(k))[-1]

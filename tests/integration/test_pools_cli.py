@@ -9,7 +9,7 @@ from pathlib import Path
 from kit import ROOT, pool_config, pools, prefect_api, settings
 from tests.integration.prefect_server import PREFECT, clean_environment
 from tests.rendering import IMAGE
-from tests.services import free_port
+from tests.services import nowhere_kubeconfig
 
 INV = str(Path(sys.executable).parent / "inv")
 
@@ -24,14 +24,7 @@ def test_inv_pools_with_a_wrong_password_is_one_error_line_naming_the_settings_f
     settings.write_env_file(env_file, text)
     # The kubernetes pool needs a cluster only to dry-run its template, which comes after the 401: a kubeconfig
     # naming a server nobody listens on shows that nothing asked it.
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-current-context: nowhere
-clusters: [{{name: nowhere, cluster: {{server: "http://127.0.0.1:{free_port()}"}}}}]
-users: [{{name: nobody, user: {{token: x}}}}]
-contexts: [{{name: nowhere, context: {{cluster: nowhere, user: nobody}}}}]
-""")
+    kubeconfig = nowhere_kubeconfig(tmp_path / "kubeconfig")
     done = run([INV, "pools", "--api-url", kit_server.api_url, "--tag", "v1"],
                {"KIT_ENV_FILE": str(env_file), "KUBECONFIG": str(kubeconfig)})
     assert done.returncode == 1

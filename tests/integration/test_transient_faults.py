@@ -18,7 +18,7 @@ from kit.errors import UserError
 from tests.integration.flaky_proxy import FlakyProxy
 from tests.integration.prefect_server import clean_environment
 from tests.rendering import IMAGE
-from tests.services import free_port
+from tests.services import nowhere_kubeconfig
 
 FLAKY = """
 pools:
@@ -106,14 +106,7 @@ def test_past_the_deadline_inv_pools_is_one_line(kit_server, proxy, tmp_path):
                                   {"LOGIN_PASSWORD": "never-asked-for-it", "RETRY_DEADLINE": "1"})
     settings.write_env_file(env_file, text)
     # config/pools.yaml's kubernetes pool needs a cluster only for its template's dry run, after the first read.
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-current-context: nowhere
-clusters: [{{name: nowhere, cluster: {{server: "http://127.0.0.1:{free_port()}"}}}}]
-users: [{{name: nobody, user: {{token: x}}}}]
-contexts: [{{name: nowhere, context: {{cluster: nowhere, user: nobody}}}}]
-""")
+    kubeconfig = nowhere_kubeconfig(tmp_path / "kubeconfig")
     proxy.fail("GET /api/work_pools/production", 503, times=1000)
     done = subprocess.run([str(Path(sys.executable).parent / "inv"), "pools", "--api-url", proxy.api_url, "--tag", "v1"],
                           cwd=ROOT, env=clean_environment({"KIT_ENV_FILE": str(env_file), "KUBECONFIG": str(kubeconfig)}),
