@@ -123,7 +123,7 @@ def backup(settings: Settings, out_file: Path | None = None, out: Out = print) -
 def restore(settings: Settings, path: Path, *, timeout: float, confirm=None, out: Out = print) -> None:
     """Put a backup in place of the server's database: server to zero, a short-lived pod on the data claim
     copies the file in, server back up (waited for as a rollout waits). confirm(question) -> bool; None is yes."""
-    from kit import rollout
+    from kit import readiness
 
     _refuse_postgres(settings, "restore")
     check_file(path)
@@ -160,7 +160,7 @@ def restore(settings: Settings, path: Path, *, timeout: float, confirm=None, out
             k.wait_gone("v1", "Pod", [RESTORE_POD], timeout)
         scaled = k.scale(server, replicas)
         out(f"statefulset/{SERVER_NAME} scaled to {replicas}")
-        rollout.wait(k, [scaled], timeout, out)
+        readiness.wait(k, [scaled], timeout, out)
 
 
 def restore_pod(server: dict) -> dict:

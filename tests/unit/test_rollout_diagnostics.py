@@ -1,7 +1,7 @@
 """Why a pod is not ready, in one line, from the pod as the API server reports it (plain dicts)."""
 
 from kit.cluster import log_source, pod_ready
-from kit.rollout import format_event, latest, pod_problem
+from kit.readiness import format_event, latest, pod_problem
 
 
 def pod(*containers, conditions=(), phase="Running", deleting=False):

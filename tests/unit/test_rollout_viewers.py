@@ -2,7 +2,7 @@
 
 import pytest
 
-from kit.rollout import Stalled, deployment_status, statefulset_status
+from kit.readiness import Stalled, deployment_status, statefulset_status
 
 
 def deployment(generation=2, observed=2, wanted=1, conditions=(), **status):
