@@ -6,7 +6,7 @@ Task bodies stay short: the logic lives in the `kit` package, one module per con
 from pathlib import Path
 
 from kit import ROOT
-from kit.cli import task
+from kit.cli import ask, task
 
 
 @task(help={
@@ -207,9 +207,9 @@ def deploy(c, no_cache=False, timeout=300, api_url=""):
 })
 def logs(c, worker="", services=False, follow=False, tail=100):
     """Show the recent log of the Prefect server, or of one worker."""
-    from kit import cluster, settings
+    from kit import logs as pod_logs, settings
 
-    cluster.logs(settings.load(), worker=worker, services=services, tail=tail, follow=follow)
+    pod_logs.show(settings.load(), worker=worker, services=services, tail=tail, follow=follow)
 
 
 @task(help={"port": "local port to listen on (default: a free one)"})
@@ -237,9 +237,9 @@ def backup(c, out=""):
 })
 def restore(c, file, yes=False, timeout=300):
     """Replace the embedded SQLite database with a backup: the server stops, the file goes in, it starts again."""
-    from kit import backup as database, cluster, settings
+    from kit import backup as database, settings
 
-    database.restore(settings.load(), Path(file), timeout=timeout, confirm=None if yes else cluster.ask)
+    database.restore(settings.load(), Path(file), timeout=timeout, confirm=None if yes else ask)
 
 
 @task(help={
@@ -249,6 +249,6 @@ def restore(c, file, yes=False, timeout=300):
 })
 def destroy(c, yes=False, delete_data=False, timeout=300):
     """Delete what the kit created in the namespace and wait until it is gone; keeps the data unless --delete-data."""
-    from kit import cluster, settings
+    from kit import destroy as teardown, settings
 
-    cluster.destroy(settings.load(), delete_data=delete_data, confirm=None if yes else cluster.ask, timeout=timeout)
+    teardown.run(settings.load(), delete_data=delete_data, confirm=None if yes else ask, timeout=timeout)

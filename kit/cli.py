@@ -55,3 +55,11 @@ def task(*args, **kwargs):
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])
     return decorate
+
+
+def ask(question: str) -> bool:
+    """A yes/no question on the terminal; no answer (or no terminal) is no."""
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False

@@ -1,4 +1,4 @@
-"""The kit's one door to the Kubernetes API: connect, apply, list, watch, delete, read logs.
+"""The kit's one door to the Kubernetes API: connect, apply, list, watch, delete, exec, read logs.
 
 Every call goes through the official client's DynamicClient. Objects are applied server-side under one
 field manager, so the API server itself tracks which fields the kit owns and `kubectl` sees the same.
@@ -19,8 +19,8 @@ from typing import TypeVar
 
 from kit import retry
 from kit.errors import UserError
-from kit.kinds import APPLY_ORDER, BY_NAME, NAMESPACED, POD_KINDS, Kind
-from kit.settings import SERVER_NAME, WORKER_PREFIX, Settings
+from kit.kinds import NAMESPACED, Kind
+from kit.settings import Settings
 
 FIELD_MANAGER = "prefect-kit"
 # `--restart` writes one annotation under a manager of its own (as `kubectl rollout restart` does): had
@@ -466,49 +466,6 @@ class Cluster:
             response.release_conn()
 
 
-def logs(settings: Settings, *, worker: str = "", services: bool = False, tail: int = 100, follow: bool = False,
-         out=print) -> None:
-    """The log of the server (in scaled mode its API, or its background services), or of the worker of one queue:
-    its newest ready pod, as `kubectl logs` picks."""
-    from kubernetes.dynamic.exceptions import BadRequestError
-
-    from kit import server
-
-    if services and settings.mode != "scaled":
-        raise UserError("--services: the background services run in the server pod with "
-                        f"DATABASE_MODE={settings.mode}; `inv logs` shows them")
-    if worker:
-        kind, name = "Deployment", f"{WORKER_PREFIX}{worker}"
-    elif settings.mode == "scaled":
-        kind, name = "Deployment", server.SERVICES if services else server.API
-    else:
-        kind, name = "StatefulSet", SERVER_NAME
-    with connect(settings) as k:
-        workload = k.get(BY_NAME[kind].api_version, kind, name)
-        if workload is None:
-            raise UserError(_missing_workload(k, kind, name, worker))
-        pods = k.pods_of(workload)
-        if not pods:
-            raise UserError(f"{kind.lower()}/{name}: has no pods yet; `inv status` shows why")
-        pod = max(pods, key=lambda item: (pod_ready(item), item["metadata"].get("creationTimestamp", "")))
-        container, previous = log_source(pod)
-        try:
-            for line in k.log_lines(pod["metadata"]["name"], container, tail=tail, previous=previous, follow=follow):
-                out(line)
-        except BadRequestError as error:  # a container that never started has no log yet
-            raise UserError(f"pod/{pod['metadata']['name']}: {status_message(error)}; `inv status` shows why") from None
-
-
-def _missing_workload(k: Cluster, kind: str, name: str, worker: str) -> str:
-    if not worker:
-        return f"{kind.lower()}/{name}: not in namespace {k.namespace}; run `inv rollout` first"
-    deployments, _ = k.objects(BY_NAME["Deployment"].api_version, "Deployment")
-    queues = [item["metadata"]["name"].removeprefix(WORKER_PREFIX) for item in deployments
-              if item["metadata"]["name"].startswith(WORKER_PREFIX)]
-    return (f"--worker {worker}: no worker for that queue in namespace {k.namespace}; "
-            f"workers run for: {', '.join(queues) or 'no queue yet (run `inv rollout`)'}")
-
-
 def exit_code(status: dict | None) -> int:
     """The exit code in the Status that ends an exec stream; -1 when the command never ran or the stream broke."""
     if not status:
@@ -536,72 +493,8 @@ def log_source(pod: dict) -> tuple[str, bool]:
     return pod["spec"]["containers"][0]["name"], False
 
 
-def destroy(settings: Settings, *, delete_data: bool = False, confirm=None, timeout: float = 300,
-            out=print) -> None:
-    """Delete every object the kit labelled in the namespace (PersistentVolumeClaims only with delete_data), and
-    wait, as `kubectl delete` does, until they are gone: workloads go Foreground, so they are gone once their
-    pods are, and a claim lingers until no pod mounts it. An immediate rollout then meets nothing half-deleted.
-
-    The namespace stays: it may hold things that are not the kit's. confirm(question) -> bool is asked
-    once the list is shown; None means yes.
-    """
-    with connect(settings) as k:
-        managed, unserved = k.managed()
-        for kind in unserved:
-            out(unserved_line(kind))
-        # Dependants first, the reverse of the apply order: routes before Services, pods' owners before Secrets.
-        doomed = sorted(managed, key=lambda item: -APPLY_ORDER.index(item["kind"]))
-        claims = k.objects("v1", "PersistentVolumeClaim")[0]
-        if delete_data:
-            doomed += claims
-        if not doomed:
-            out(f"namespace {k.namespace}: nothing of the kit's to delete")
-            return
-        out(f"in namespace {k.namespace} of context '{k.context}':")
-        for item in doomed:
-            out(f"  {describe(item)}")
-        if confirm is not None and not confirm(f"delete these {len(doomed)} objects?"):
-            out("nothing deleted")
-            return
-        deleted = []
-        for item in doomed:
-            propagation = "Foreground" if item["kind"] in POD_KINDS else None
-            if k.delete(item["apiVersion"], item["kind"], item["metadata"]["name"], propagation):
-                deleted.append(item)
-                out(f"{describe(item)} deleted")
-        _wait_until_gone(k, deleted, timeout, out)
-        if not delete_data:
-            for claim in claims:
-                out(f"{describe(claim)} kept (the server's data; `inv destroy --delete-data` deletes it)")
-        out(f"namespace/{k.namespace} kept (`kubectl delete namespace {k.namespace}` removes it with all it holds)")
-
-
-def _wait_until_gone(k: Cluster, deleted: list[dict], timeout: float, out) -> None:
-    deadline = time.monotonic() + timeout
-    remaining = []
-    for item in deleted:
-        name = item["metadata"]["name"]
-        try:
-            k.wait_for(item["apiVersion"], item["kind"], name, lambda obj: obj is None,
-                       max(0.0, deadline - time.monotonic()), "gone")
-        except UserError:
-            remaining.append(describe(item))
-    if remaining:
-        raise UserError(f"destroy: still there after {timeout:g}s: {', '.join(remaining)}; its finalizers or "
-                        "pods hold it (`kubectl describe` it), then run `inv destroy` again")
-    out(f"all {len(deleted)} gone")
-
-
 def unserved_line(kind: Kind) -> str:
     return f"{kind.name.lower()}: skipped, this cluster does not serve {kind.api_version} (nothing of it to delete)"
-
-
-def ask(question: str) -> bool:
-    """A yes/no question on the terminal; no answer (or no terminal) is no."""
-    try:
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-    except EOFError:
-        return False
 
 
 def describe(obj: dict) -> str:

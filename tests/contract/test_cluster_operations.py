@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import ROOT, cluster, manifests, rollout, status
+from kit import ROOT, cluster, destroy, logs, manifests, rollout, status
 from kit.errors import UserError
 from tests.contract.clusterkit import NS, WORKERS, Lines, deployed, digest_of, discovery_cache, settings  # noqa: F401
 from tests.rendering import env_text, make_settings
@@ -115,10 +115,10 @@ def test_logs_of_the_server_and_of_one_worker(deployed, settings):
     deployed.log(NS, worker["metadata"]["name"], "polling prod-secondary")
 
     server = Lines()
-    cluster.logs(settings, tail=2, out=server)
+    logs.show(settings, tail=2, out=server)
     assert server == ["two", "three"]
     worker_lines = Lines()
-    cluster.logs(settings, worker="prod-secondary", out=worker_lines)
+    logs.show(settings, worker="prod-secondary", out=worker_lines)
     assert worker_lines == ["polling prod-secondary"]
 
 
@@ -126,7 +126,7 @@ def test_logs_of_a_crash_looping_server_read_its_previous_run(deployed, settings
     deployed.make_unready("StatefulSet", NS, "prefect-server", "CrashLoopBackOff", "back-off", restarts=2)
     deployed.log(NS, "prefect-server-0", "unable to open database file")
     lines = Lines()
-    cluster.logs(settings, out=lines)
+    logs.show(settings, out=lines)
     assert lines == ["unable to open database file"]
     (request,) = [r for r in deployed.requests if r.path.endswith("/log")]
     assert request.query["previous"] == "true"
@@ -135,7 +135,7 @@ def test_logs_of_a_crash_looping_server_read_its_previous_run(deployed, settings
 def test_logs_of_a_container_that_never_started_is_one_line(deployed, settings):
     deployed.make_unready("Deployment", NS, WORKERS[0], "ImagePullBackOff", "Back-off pulling image")
     with pytest.raises(UserError, match=rf"^pod/{WORKERS[0]}-\S+: container \"worker\" in pod .* is waiting to start"):
-        cluster.logs(settings, worker="prod-main", out=Lines())
+        logs.show(settings, worker="prod-main", out=Lines())
 
 
 def test_logs_follow_streams_until_the_pod_goes(deployed, settings):
@@ -143,14 +143,14 @@ def test_logs_follow_streams_until_the_pod_goes(deployed, settings):
     lines = Lines()
     lines.on("started", lambda: deployed.log(NS, "prefect-server-0", "serving"))
     lines.on("serving", lambda: threading.Thread(target=deployed.delete, args=("Pod", NS, "prefect-server-0")).start())
-    cluster.logs(settings, follow=True, out=lines)
+    logs.show(settings, follow=True, out=lines)
     assert lines == ["started", "serving"]
 
 
 def test_logs_of_an_unknown_queue_names_the_ones_with_workers(deployed, settings):
     with pytest.raises(UserError, match="--worker nightly: no worker for that queue in namespace prefect; "
                                         "workers run for: prod-main, prod-secondary"):
-        cluster.logs(settings, worker="nightly", out=Lines())
+        logs.show(settings, worker="nightly", out=Lines())
 
 
 # ---- destroy
@@ -166,7 +166,7 @@ def claim(api):
 def test_destroy_asks_first_and_a_no_deletes_nothing(deployed, settings):
     before = {kind: deployed.objects(kind, NS) for kind in ("Secret", "Deployment", "Ingress")}
     lines = Lines()
-    cluster.destroy(settings, confirm=lambda question: False, out=lines)
+    destroy.run(settings, confirm=lambda question: False, out=lines)
     assert lines[-1] == "nothing deleted"
     assert {kind: deployed.objects(kind, NS) for kind in before} == before
 
@@ -175,7 +175,7 @@ def test_destroy_removes_the_kits_objects_and_keeps_the_data_and_the_namespace(d
     claim(deployed)
     foreign = deployed.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team", "namespace": NS}})
     questions = []
-    cluster.destroy(settings, confirm=lambda question: questions.append(question) or True, out=Lines())
+    destroy.run(settings, confirm=lambda question: questions.append(question) or True, out=Lines())
 
     # Everything rendered but the namespace; the claim only with --delete-data.
     objects = manifests.render(settings, "internal-cr:9999/prefect-core:v1")
@@ -203,7 +203,7 @@ def test_destroy_waits_until_the_claim_is_really_gone(deployed, settings):
     lines = Lines()
     lines.on("persistentvolumeclaim/data-prefect-server-0 deleted",
              lambda: threading.Timer(0.5, deployed.delete, ("Pod", NS, "debug")).start())
-    cluster.destroy(settings, delete_data=True, timeout=20, out=lines)
+    destroy.run(settings, delete_data=True, timeout=20, out=lines)
     assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0") is None
     assert lines.index("persistentvolumeclaim/data-prefect-server-0 deleted") < lines.index(
         f"all {len([line for line in lines if line.endswith(' deleted')])} gone")
@@ -212,7 +212,7 @@ def test_destroy_waits_until_the_claim_is_really_gone(deployed, settings):
 def test_destroy_names_what_is_still_there_after_its_timeout(deployed, settings):
     debug_pod_on_the_claim(deployed)
     with pytest.raises(UserError) as raised:
-        cluster.destroy(settings, delete_data=True, timeout=1, out=Lines())
+        destroy.run(settings, delete_data=True, timeout=1, out=Lines())
     assert raised.value.problems == ("destroy: still there after 1s: persistentvolumeclaim/data-prefect-server-0; "
                                      "its finalizers or pods hold it (`kubectl describe` it), then run `inv destroy` "
                                      "again",)
@@ -221,7 +221,7 @@ def test_destroy_names_what_is_still_there_after_its_timeout(deployed, settings)
 
 def test_destroy_skips_a_kind_the_cluster_does_not_serve_with_one_line(deployed, settings):
     lines = Lines()
-    cluster.destroy(settings, out=lines)
+    destroy.run(settings, out=lines)
     # The stand-in, like a cluster without Gateway API, has no gateway.networking.k8s.io group (404 on its path).
     assert lines[0] == "httproute: skipped, this cluster does not serve gateway.networking.k8s.io/v1 " \
                        "(nothing of it to delete)"
@@ -239,7 +239,7 @@ def test_prune_skips_a_kind_the_cluster_does_not_serve_with_one_line(deployed, s
 def test_destroy_with_delete_data_removes_the_volume_claims(deployed, settings):
     claim(deployed)
     lines = Lines()
-    cluster.destroy(settings, delete_data=True, out=lines)
+    destroy.run(settings, delete_data=True, out=lines)
     assert "persistentvolumeclaim/data-prefect-server-0 deleted" in lines
     assert deployed.get("PersistentVolumeClaim", NS, "data-prefect-server-0") is None
 

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from kit import access, cluster, doctor, flows, pool_config, pools, prefect_api, rollout, status
+from kit import access, cluster, destroy, doctor, flows, logs, pool_config, pools, prefect_api, rollout, status
 from kit.errors import UserError
 from kit.settings import WORKER_PREFIX
 from tests.rendering import make_settings
@@ -256,7 +256,7 @@ def test_worker_logs_can_be_read(target):
     deadline = time.monotonic() + 60
     while True:  # a worker that just started may not have written its first line yet
         lines = []
-        cluster.logs(settings, worker="prod-main", tail=50, out=lines.append)
+        logs.show(settings, worker="prod-main", tail=50, out=lines.append)
         if any("worker" in line.lower() for line in lines) or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -396,7 +396,7 @@ def test_prune_deletes_only_what_the_kit_labelled(target):
 
 def test_destroy_keeps_the_data_until_asked(target):
     settings, _, k = target
-    cluster.destroy(settings, out=lambda line: None)
+    destroy.run(settings, out=lambda line: None)
     with k:
         assert k.get("apps/v1", "StatefulSet", "prefect-server") is None
         assert [d["metadata"]["name"] for d in k.objects("apps/v1", "Deployment")[0]] == []
@@ -404,6 +404,6 @@ def test_destroy_keeps_the_data_until_asked(target):
     assert [c["metadata"]["name"] for c in claims] == ["data-prefect-server-0"]
 
     # It returns only once the claim is really gone (a real claim lingers until its pod has stopped).
-    cluster.destroy(settings, delete_data=True, timeout=READY_TIMEOUT, out=lambda line: None)
+    destroy.run(settings, delete_data=True, timeout=READY_TIMEOUT, out=lambda line: None)
     with k:
         assert k.objects("v1", "PersistentVolumeClaim")[0] == []
