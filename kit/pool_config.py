@@ -214,12 +214,9 @@ def _parse_queue(raw: Any, pool_where: str, index: int, problems: list[str]) -> 
 
 def _parse_worker(raw: Any, where: str, problems: list[str]) -> WorkerSettings:
     where = f"{where}: worker"
+    raw = _section(raw, _WORKER_KEYS, where, problems)
     if raw is None:
         return WorkerSettings()
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a mapping of {', '.join(_WORKER_KEYS)}")
-        return WorkerSettings()
-    problems += _unknown_keys(raw, _WORKER_KEYS, where)
     replicas = raw.get("replicas")
     if replicas is not None and (not _is_int(replicas) or replicas < 0):
         problems.append(f"{where}: replicas must be a whole number ≥ 0, not {replicas!r}")
@@ -235,12 +232,9 @@ def _parse_worker(raw: Any, where: str, problems: list[str]) -> WorkerSettings:
 
 def _parse_autoscale(raw: Any, where: str, problems: list[str]) -> Autoscale | None:
     where = f"{where}: autoscale"
+    raw = _section(raw, _AUTOSCALE_KEYS, where, problems, example=", e.g. {max_replicas: 4}")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a mapping of {', '.join(_AUTOSCALE_KEYS)}, e.g. {{max_replicas: 4}}")
-        return None
-    problems += _unknown_keys(raw, _AUTOSCALE_KEYS, where)
     maximum, percent = raw.get("max_replicas"), raw.get("cpu_percent", DEFAULT_CPU_PERCENT)
     if not _is_int(maximum) or maximum < 1:
         problems.append(f"{where}: max_replicas must be a whole number ≥ 1 (the most worker pods), not {maximum!r}")
@@ -254,12 +248,9 @@ def _parse_autoscale(raw: Any, where: str, problems: list[str]) -> Autoscale | N
 
 def _parse_job(raw: Any, where: str, problems: list[str]) -> JobSettings:
     where = f"{where}: job"
+    raw = _section(raw, _JOB_KEYS, where, problems)
     if raw is None:
         return JobSettings()
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a mapping of {', '.join(_JOB_KEYS)}")
-        return JobSettings()
-    problems += _unknown_keys(raw, _JOB_KEYS, where)
     overrides = _parse_resources(raw.get("resources"), where, problems)
     resources = {part: {**DEFAULT_JOB_RESOURCES[part], **overrides.get(part, {})} for part in _RESOURCE_PARTS}
     problems += resource_order(resources, where)
@@ -341,6 +332,17 @@ def _limit(value: Any, where: str, problems: list[str]) -> int | None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _section(raw: Any, keys: tuple[str, ...], where: str, problems: list[str], example: str = "") -> dict | None:
+    """An optional mapping of these keys: None when it is left out or is not a mapping (a problem then)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a mapping of {', '.join(keys)}{example}")
+        return None
+    problems += _unknown_keys(raw, keys, where)
+    return raw
 
 
 def _unknown_keys(raw: dict, allowed: tuple[str, ...], where: str) -> list[str]:
