@@ -47,19 +47,15 @@ def image_settings(**overrides):
 @pytest.fixture(scope="module")
 def target():
     """Settings for a fresh namespace, the image tag, and the cluster handle; the namespace goes at the end."""
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = KUBECONFIG
-    namespace = f"prefect-kit-e2e-{uuid.uuid4().hex[:6]}"
-    settings, tag = image_settings(NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""),
-                                   PUBLIC_HOST=f"{namespace}.e2e.invalid")
-    k = cluster.connect(settings)
-    yield settings, tag, k
-    with k:
-        k.delete("v1", "Namespace", namespace)
-    if saved is None:
-        os.environ.pop("KUBECONFIG")
-    else:
-        os.environ["KUBECONFIG"] = saved
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", KUBECONFIG)
+        namespace = f"prefect-kit-e2e-{uuid.uuid4().hex[:6]}"
+        settings, tag = image_settings(NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""),
+                                       PUBLIC_HOST=f"{namespace}.e2e.invalid")
+        k = cluster.connect(settings)
+        yield settings, tag, k
+        with k:
+            k.delete("v1", "Namespace", namespace)
 
 
 def run(settings, **options):

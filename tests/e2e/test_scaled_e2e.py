@@ -74,32 +74,28 @@ def wait_available(k, name: str, timeout: float = READY_TIMEOUT) -> None:
 def target():
     """Scaled settings for a fresh namespace (its PostgreSQL first, when the test runs one), the image tag, and the
     cluster handle; the namespace goes at the end."""
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = KUBECONFIG
     namespace = f"prefect-kit-e2e-scaled-{uuid.uuid4().hex[:6]}"
     password = secrets.token_hex(16)
     database = DATABASE_URL or f"postgresql+asyncpg://prefect:{password}@{POSTGRES}.{namespace}.svc:5432/prefect"
-    settings, tag = image_settings(
-        NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""),
-        PUBLIC_HOST=f"{namespace}.e2e.invalid", DATABASE_MODE="scaled", DATABASE_URL=database,
-        SERVER_REPLICAS=str(API_REPLICAS), REDIS_PASSWORD=secrets.token_hex(16),
-        **({"REDIS_IMAGE": REDIS_IMAGE} if REDIS_IMAGE else {}))
-    k = cluster.connect(settings)
-    try:
-        if not DATABASE_URL:
-            rollout.secrets(settings, out=lambda line: None)  # the namespace, with its restricted profile
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", KUBECONFIG)
+        settings, tag = image_settings(
+            NAMESPACE=namespace, KUBE_CONTEXT=os.environ.get("KIT_E2E_CONTEXT", ""),
+            PUBLIC_HOST=f"{namespace}.e2e.invalid", DATABASE_MODE="scaled", DATABASE_URL=database,
+            SERVER_REPLICAS=str(API_REPLICAS), REDIS_PASSWORD=secrets.token_hex(16),
+            **({"REDIS_IMAGE": REDIS_IMAGE} if REDIS_IMAGE else {}))
+        k = cluster.connect(settings)
+        try:
+            if not DATABASE_URL:
+                rollout.secrets(settings, out=lambda line: None)  # the namespace, with its restricted profile
+                with k:
+                    for obj in postgres_objects(namespace, password):
+                        k.apply(obj)
+                    wait_available(k, POSTGRES)
+            yield settings, tag, k
+        finally:
             with k:
-                for obj in postgres_objects(namespace, password):
-                    k.apply(obj)
-                wait_available(k, POSTGRES)
-        yield settings, tag, k
-    finally:
-        with k:
-            k.delete("v1", "Namespace", namespace)
-        if saved is None:
-            os.environ.pop("KUBECONFIG")
-        else:
-            os.environ["KUBECONFIG"] = saved
+                k.delete("v1", "Namespace", namespace)
 
 
 def api_pods(k) -> list[dict]:
