@@ -83,16 +83,20 @@ def job_status(obj: dict) -> tuple[str, bool]:
     """Done once the Job is Complete, Stalled once it Failed (kubectl has no viewer; `kubectl wait` reads the same
     conditions)."""
     name, status = obj["metadata"]["name"], obj.get("status", {})
-    for condition in status.get("conditions", []):
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Complete":
-            return f'job "{name}" completed', True
-        if condition.get("type") == "Failed":
-            raise Stalled(f'job "{name}" failed ({condition.get("reason")}: {condition.get("message")})')
+    condition = finished(obj)
+    if condition and condition["type"] == "Complete":
+        return f'job "{name}" completed', True
+    if condition:
+        raise Stalled(f'job "{name}" failed ({condition.get("reason")}: {condition.get("message")})')
     if status.get("active"):
         return f'job "{name}": running', False
     return f'job "{name}": waiting for its pod', False
+
+
+def finished(job: dict) -> dict | None:
+    """The Job's Complete or Failed condition once one is true, else None."""
+    return next((condition for condition in job.get("status", {}).get("conditions", [])
+                 if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed")), None)
 
 
 VIEWERS: dict[str, Callable[[dict], tuple[str, bool]]] = {

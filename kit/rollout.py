@@ -24,7 +24,7 @@ from kit.cluster import Cluster, describe, log_source, pod_ready
 from kit.errors import UserError
 from kit.kinds import APPLY_ORDER, BY_NAME, FOLLOWS_RENDER, ROUTE_KINDS
 from kit.pool_config import Pool
-from kit.readiness import NotReady, last_log_lines, wait
+from kit.readiness import NotReady, finished, last_log_lines, wait
 from kit.settings import REDIS_NAME, Settings
 
 Out = Callable[[str], None]
@@ -190,7 +190,7 @@ def migrate(k: Cluster, job: dict, live: dict, timeout: float, deadline: float, 
     """
     name = job["metadata"]["name"]
     earlier = live.get(("Job", name))
-    if earlier is not None and _failed(earlier):
+    if earlier is not None and (finished(earlier) or {}).get("type") == "Failed":
         k.delete("batch/v1", "Job", name, "Background")
         k.wait_gone("batch/v1", "Job", [name], max(0.0, deadline - time.monotonic()))
         out(f"job/{name} failed at an earlier rollout: deleted, to run it again")
@@ -202,11 +202,6 @@ def migrate(k: Cluster, job: dict, live: dict, timeout: float, deadline: float, 
         raise UserError(f"rollout: the database migration job/{name} did not complete: {failed.failure}; nothing of "
                         "the server was changed, its pods keep serving: see the log lines above, fix the cause "
                         "(DATABASE_URL, the database's rights or reach), and run `inv rollout` again") from None
-
-
-def _failed(job: dict) -> bool:
-    return any(condition.get("type") == "Failed" and condition.get("status") == "True"
-               for condition in job.get("status", {}).get("conditions", []))
 
 
 def _recreate(k: Cluster, servers: list[dict], live: dict, deadline: float, out: Out) -> None:

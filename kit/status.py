@@ -15,6 +15,7 @@ from kit.columns import human_age, table
 from kit.cluster import describe
 from kit.errors import UserError
 from kit.kinds import BY_NAME
+from kit.readiness import finished
 from kit.settings import REDIS_NAME, Settings, redact_url
 
 # The kinds whose pods `inv status` reports replicas for; a migration Job is shown by its own line.
@@ -101,16 +102,14 @@ def job_state(job: dict, now: datetime) -> str:
     """A Job's state in words: completed (when, how long), failed (when, why), running, or waiting."""
     status = job.get("status", {})
     started = status.get("startTime")
-    for condition in status.get("conditions", []):
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Complete":
-            ended = status.get("completionTime") or condition.get("lastTransitionTime")
-            return f"completed {_when(ended, now)}, took {_took(started, ended)}"
-        if condition.get("type") == "Failed":
-            why = ": ".join(part for part in (condition.get("reason"), condition.get("message")) if part)
-            return (f"failed {_when(condition.get('lastTransitionTime'), now)} ({why}); `kubectl -n "
-                    f"{job['metadata']['namespace']} logs job/{job['metadata']['name']}` shows why")
+    condition = finished(job)
+    if condition and condition["type"] == "Complete":
+        ended = status.get("completionTime") or condition.get("lastTransitionTime")
+        return f"completed {_when(ended, now)}, took {_took(started, ended)}"
+    if condition:
+        why = ": ".join(part for part in (condition.get("reason"), condition.get("message")) if part)
+        return (f"failed {_when(condition.get('lastTransitionTime'), now)} ({why}); `kubectl -n "
+                f"{job['metadata']['namespace']} logs job/{job['metadata']['name']}` shows why")
     if status.get("active"):
         return f"running for {human_age(now, started)}"
     return "waiting for its pod"
